@@ -62,7 +62,9 @@ static void gw_log_escape(char *buf, size_t *pos, size_t cap, const char *src)
 static void gw_log_append(char *buf, size_t *pos, size_t cap, const char *s)
 {
     size_t n = strlen(s);
-    if (*pos + n >= cap)
+    if (*pos + 1 >= cap)
+        return; /* full: keep the last byte for the newline */
+    if (n > cap - *pos - 1)
         n = cap - *pos - 1;
     memcpy(buf + *pos, s, n);
     *pos += n;
