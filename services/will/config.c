@@ -1,0 +1,126 @@
+/*
+ * config.c - will-service configuration table (gw/config.h), env prefix WILL_.
+ */
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "will.h"
+
+static const char *const will_sync_values[] = {"normal", "full", NULL};
+static const char *const will_log_levels[] = {"error", "warn", "info", "debug", "trace", NULL};
+static const char *const will_log_formats[] = {"text", "json", NULL};
+
+#define OPT(name, type, field, min, max, def, help)                                           \
+    {name, type, offsetof(gw_will_config_t, field), min, max, def, NULL, help}
+#define OPT_ENUM(name, field, def, values, help)                                              \
+    {name, GW_CFG_ENUM, offsetof(gw_will_config_t, field), 0, 0, def, values, help}
+
+static const gw_config_opt_t will_opts[] = {
+    OPT("listen", GW_CFG_STRING, listen, 0, 300, NULL,
+        "HOST:PORT to accept AMQP connections from gateways (port 0 = ephemeral)"),
+    OPT("connect", GW_CFG_STRING, connect, 0, 2048, NULL,
+        "amqp[s]://HOST:PORT of a router to attach to as a route-container"),
+    OPT("address", GW_CFG_STRING, address, 1, 1024, "$mqtt.lwtservice",
+        "target address of the will links"),
+    OPT("publish-url", GW_CFG_STRING, publish_url, 1, 2048, "amqp://127.0.0.1:5672",
+        "where wills are published (AMQP_PUBLISH to the will topic)"),
+    OPT("store", GW_CFG_STRING, store, 1, 4096, "will-service.db", "SQLite database path"),
+    OPT_ENUM("store-sync", store_sync, "full", will_sync_values,
+             "full: an accepted will survives power loss (fsync per commit); normal: "
+             "survives a process crash only"),
+    OPT("grace-seconds", GW_CFG_INT, grace_seconds, 0, 86400, "30",
+        "after a restart, time for the owner of a stored will to re-attach before it is "
+        "published"),
+    OPT("will-delay", GW_CFG_DURATION, will_delay, 0, 86400000, "0",
+        "delay between losing a will link and publishing its will; a re-attach cancels it"),
+    OPT("retry-min", GW_CFG_DURATION, retry_min, 1, 3600000, "100ms",
+        "first back-off before a will publication is retried"),
+    OPT("retry-max", GW_CFG_DURATION, retry_max, 1, 3600000, "10s", "back-off cap"),
+    OPT("max-rejects", GW_CFG_INT, max_rejects, 1, 1000000, "5",
+        "a will publication rejected this many times is dropped (ERROR log)"),
+    OPT("credit", GW_CFG_INT, credit, 1, 10000, "10", "credit granted on each will link"),
+    OPT("max-will-size", GW_CFG_SIZE, max_will_size, 1024, 268435456, "1M",
+        "largest AMQP_WILL message accepted"),
+    OPT("idle-timeout", GW_CFG_DURATION, idle_timeout, 0, 3600000, "30s",
+        "AMQP idle time-out (a silent peer's connection is lost: its wills are published)"),
+    OPT("container-id", GW_CFG_STRING, container_id, 0, 256, NULL,
+        "AMQP container id (default: generated)"),
+    OPT("listen-tls", GW_CFG_BOOL, listen_tls, 0, 0, "false", "TLS on the listener"),
+    OPT("tls-ca-file", GW_CFG_STRING, tls_ca_file, 0, 4096, NULL, "CA bundle (PEM)"),
+    OPT("tls-cert-file", GW_CFG_STRING, tls_cert_file, 0, 4096, NULL, "certificate (PEM)"),
+    OPT("tls-key-file", GW_CFG_STRING, tls_key_file, 0, 4096, NULL, "private key (PEM)"),
+    OPT("tls-verify-peer", GW_CFG_BOOL, tls_verify_peer, 0, 0, "false",
+        "outgoing: verify the server name; listener: require client certificates"),
+    OPT("sasl-mechs", GW_CFG_STRING, sasl_mechs, 0, 256, NULL,
+        "SASL mechanisms (space separated) allowed/offered"),
+    OPT("username", GW_CFG_STRING, username, 0, 256, NULL, "outgoing SASL PLAIN user"),
+    OPT("password", GW_CFG_STRING, password, 0, 256, NULL, "outgoing SASL PLAIN password"),
+    OPT_ENUM("log-level", log_level, "info", will_log_levels, "error|warn|info|debug|trace"),
+    OPT_ENUM("log-format", log_format, "text", will_log_formats, "text|json"),
+};
+
+const gw_config_spec_t gw_will_config_spec = {
+    .program = "will-service",
+    .summary = "MQTT last will and testament over AMQP 1.0 (durable)",
+    .env_prefix = "WILL_",
+    .opts = will_opts,
+    .nopts = sizeof will_opts / sizeof will_opts[0],
+};
+
+gw_err_t gw_will_config_check(const gw_will_config_t *cfg, char *why, size_t whylen)
+{
+    char host[256];
+    uint16_t port;
+
+    if (!cfg->listen && !cfg->connect) {
+        snprintf(why, whylen, "one of --listen or --connect is required");
+        return GW_ERR_CONFIG;
+    }
+    if (cfg->listen && gw_config_parse_hostport(cfg->listen, host, sizeof host, &port) != GW_OK) {
+        snprintf(why, whylen, "--listen: '%s' is not HOST:PORT", cfg->listen);
+        return GW_ERR_CONFIG;
+    }
+    if (cfg->connect && strncmp(cfg->connect, "amqp://", 7) != 0 &&
+        strncmp(cfg->connect, "amqps://", 8) != 0) {
+        snprintf(why, whylen, "--connect: '%s' is not an amqp:// or amqps:// URL", cfg->connect);
+        return GW_ERR_CONFIG;
+    }
+    if (strncmp(cfg->publish_url, "amqp://", 7) != 0 &&
+        strncmp(cfg->publish_url, "amqps://", 8) != 0) {
+        snprintf(why, whylen, "--publish-url: '%s' is not an amqp:// or amqps:// URL",
+                 cfg->publish_url);
+        return GW_ERR_CONFIG;
+    }
+    if (cfg->retry_min > cfg->retry_max) {
+        snprintf(why, whylen, "--retry-min (%lld ms) is above --retry-max (%lld ms)",
+                 (long long)cfg->retry_min, (long long)cfg->retry_max);
+        return GW_ERR_CONFIG;
+    }
+    if (cfg->listen_tls && (!cfg->tls_cert_file || !cfg->tls_key_file)) {
+        snprintf(why, whylen, "--listen-tls needs --tls-cert-file and --tls-key-file");
+        return GW_ERR_CONFIG;
+    }
+    return GW_OK;
+}
+
+void gw_will_config_amqp_opts(const gw_will_config_t *cfg, bool incoming, gw_amqp_opts_t *o)
+{
+    memset(o, 0, sizeof *o);
+    o->container_id = cfg->container_id;
+    o->sasl_mechs = cfg->sasl_mechs;
+    o->tls_ca_file = cfg->tls_ca_file;
+    o->tls_cert_file = cfg->tls_cert_file;
+    o->tls_key_file = cfg->tls_key_file;
+    o->tls_verify_peer = cfg->tls_verify_peer;
+    o->idle_timeout_ms = (uint32_t)cfg->idle_timeout;
+    if (incoming) {
+        o->tls = cfg->listen_tls;
+    } else {
+        o->username = cfg->username;
+        o->password = cfg->password;
+        o->reconnect = true;
+        o->reconnect_min_ms = (uint32_t)cfg->retry_min;
+        o->reconnect_max_ms = (uint32_t)cfg->retry_max;
+    }
+}

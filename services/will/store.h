@@ -1,0 +1,105 @@
+/*
+ * store.h - durable store of the Will Service.
+ *
+ * Two kinds of rows:
+ *
+ *  - HELD wills, keyed by the name of the link that delivered them (= the
+ *    MQTT client id). A held will belongs to an attached link, waits for a
+ *    will delay, or is an orphan after a restart (grace period).
+ *  - PUBLISHING wills: a held will whose publication was decided (its link
+ *    was lost and no re-attach came in time). gw_will_store_mark_publishing()
+ *    MOVES the row out of the held table in one transaction and gives it a
+ *    numeric id. From then on the publication no longer depends on the link
+ *    name: a new link with that name may store a new will without touching
+ *    it, and after a restart it is republished at once (no grace period: the
+ *    decision to publish was already made). The row is deleted by
+ *    gw_will_store_published() once the publication is done (accepted for
+ *    QoS 1/2, sent for QoS 0).
+ *
+ * Every write returns only after the transaction is committed with the
+ * durability chosen at open (see gw_will_sync_t): a will is acknowledged
+ * (AMQP accepted) only after gw_will_store_put() returned GW_OK.
+ *
+ * Ownership: gw_will_rec_t records returned or handed to callbacks are
+ * owned by the receiver and released with gw_will_rec_free(). Input
+ * pointers are only borrowed for the duration of the call.
+ * Threads: one store is used from one thread.
+ */
+#ifndef GW_WILL_STORE_H
+#define GW_WILL_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gw/error.h"
+
+typedef struct gw_will_store gw_will_store_t;
+
+typedef enum gw_will_sync {
+    /* WAL + synchronous=NORMAL: a commit survives a crash of the process
+     * (kill -9) but the last transactions may be lost on power loss or an OS
+     * crash (the WAL is fsync'ed only at checkpoints). */
+    GW_WILL_SYNC_NORMAL = 0,
+    /* WAL + synchronous=FULL (default): the WAL is fsync'ed at every commit,
+     * so an accepted will also survives power loss. One fsync per will
+     * change; wills change once per MQTT CONNECT, not per message. */
+    GW_WILL_SYNC_FULL = 1,
+} gw_will_sync_t;
+
+/** A will as given to gw_will_store_put(); pointers borrowed. */
+typedef struct gw_will {
+    const char *topic; /* not NUL-terminated */
+    size_t topic_len;
+    const void *payload;
+    size_t payload_len;
+    uint8_t qos; /* 0..2 */
+    bool retain;
+} gw_will_t;
+
+/** A will read back from the store: one allocation, strings NUL-terminated. */
+typedef struct gw_will_rec {
+    int64_t id;      /* publishing id (> 0), 0 for a held will */
+    char *name;      /* link name / client id */
+    char *topic;
+    size_t topic_len;
+    uint8_t *payload;
+    size_t payload_len;
+    uint8_t qos;
+    bool retain;
+} gw_will_rec_t;
+
+/** Receives ownership of rec. Return GW_OK to continue the iteration. */
+typedef gw_err_t (*gw_will_store_cb)(gw_will_rec_t *rec, void *ctx);
+
+/** Open (create) the SQLite database at path in WAL mode. */
+gw_err_t gw_will_store_open(const char *path, gw_will_sync_t sync, gw_will_store_t **out);
+/** Close; NULL is a no-op. */
+void gw_will_store_close(gw_will_store_t *st);
+
+/** Create or replace the held will of name; durable on GW_OK. */
+gw_err_t gw_will_store_put(gw_will_store_t *st, const char *name, const gw_will_t *will);
+/** Delete the held will of name. GW_ERR_NOT_FOUND if there was none. */
+gw_err_t gw_will_store_delete(gw_will_store_t *st, const char *name);
+/** Copy of the held will of name (*out owned by the caller). GW_ERR_NOT_FOUND if none. */
+gw_err_t gw_will_store_get(gw_will_store_t *st, const char *name, gw_will_rec_t **out);
+/** Every held will, in name order. */
+gw_err_t gw_will_store_list(gw_will_store_t *st, gw_will_store_cb cb, void *ctx);
+
+/**
+ * Atomically move the held will of name to the publishing set. *out (owned
+ * by the caller) has the new id. GW_ERR_NOT_FOUND if name has no held will.
+ */
+gw_err_t gw_will_store_mark_publishing(gw_will_store_t *st, const char *name,
+                                       gw_will_rec_t **out);
+/** Every publishing will, oldest first. */
+gw_err_t gw_will_store_list_publishing(gw_will_store_t *st, gw_will_store_cb cb, void *ctx);
+/** The publication of id is done: forget it. GW_ERR_NOT_FOUND if unknown. */
+gw_err_t gw_will_store_published(gw_will_store_t *st, int64_t id);
+
+/** Number of held and publishing wills (metrics, tests). */
+gw_err_t gw_will_store_count(gw_will_store_t *st, int64_t *held, int64_t *publishing);
+
+void gw_will_rec_free(gw_will_rec_t *rec);
+
+#endif

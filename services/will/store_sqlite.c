@@ -1,0 +1,356 @@
+/*
+ * store_sqlite.c - SQLite backend of the will store (see store.h).
+ *
+ * WAL journal (readers never block the writer, one sequential append per
+ * commit), prepared statements kept for the life of the store, and
+ * explicit transactions where a change touches two tables.
+ */
+#include "store.h"
+
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gw/log.h"
+
+#define STORE_MOD "will-store"
+
+enum {
+    ST_PUT,
+    ST_DELETE,
+    ST_GET,
+    ST_LIST,
+    ST_COPY_PENDING,
+    ST_GET_PENDING,
+    ST_LIST_PENDING,
+    ST_DELETE_PENDING,
+    ST_COUNT_HELD,
+    ST_COUNT_PENDING,
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST__N
+};
+
+static const char *const store_sql[ST__N] = {
+    [ST_PUT] = "INSERT INTO wills(name, topic, payload, qos, retain, updated) "
+               "VALUES(?1, ?2, ?3, ?4, ?5, strftime('%s','now')) "
+               "ON CONFLICT(name) DO UPDATE SET topic = excluded.topic, "
+               "payload = excluded.payload, qos = excluded.qos, retain = excluded.retain, "
+               "updated = excluded.updated",
+    [ST_DELETE] = "DELETE FROM wills WHERE name = ?1",
+    [ST_GET] = "SELECT 0, name, topic, payload, qos, retain FROM wills WHERE name = ?1",
+    [ST_LIST] = "SELECT 0, name, topic, payload, qos, retain FROM wills ORDER BY name",
+    [ST_COPY_PENDING] = "INSERT INTO publishing(name, topic, payload, qos, retain, created) "
+                        "SELECT name, topic, payload, qos, retain, strftime('%s','now') "
+                        "FROM wills WHERE name = ?1",
+    [ST_GET_PENDING] = "SELECT id, name, topic, payload, qos, retain FROM publishing "
+                       "WHERE id = ?1",
+    [ST_LIST_PENDING] = "SELECT id, name, topic, payload, qos, retain FROM publishing "
+                        "ORDER BY id",
+    [ST_DELETE_PENDING] = "DELETE FROM publishing WHERE id = ?1",
+    [ST_COUNT_HELD] = "SELECT count(*) FROM wills",
+    [ST_COUNT_PENDING] = "SELECT count(*) FROM publishing",
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+};
+
+static const char store_schema[] =
+    "CREATE TABLE IF NOT EXISTS wills ("
+    "  name TEXT PRIMARY KEY NOT NULL,"
+    "  topic TEXT NOT NULL,"
+    "  payload BLOB NOT NULL,"
+    "  qos INTEGER NOT NULL CHECK (qos BETWEEN 0 AND 2),"
+    "  retain INTEGER NOT NULL,"
+    "  updated INTEGER NOT NULL);"
+    /* AUTOINCREMENT: ids are never reused, so a late outcome for an old
+     * publication can never delete a newer one. */
+    "CREATE TABLE IF NOT EXISTS publishing ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  name TEXT NOT NULL,"
+    "  topic TEXT NOT NULL,"
+    "  payload BLOB NOT NULL,"
+    "  qos INTEGER NOT NULL CHECK (qos BETWEEN 0 AND 2),"
+    "  retain INTEGER NOT NULL,"
+    "  created INTEGER NOT NULL);";
+
+struct gw_will_store {
+    sqlite3 *db;
+    sqlite3_stmt *st[ST__N];
+};
+
+static gw_err_t store_fail(gw_will_store_t *st, const char *what)
+{
+    GW_LOG_ERROR(STORE_MOD, NULL, "%s: %s", what, sqlite3_errmsg(st->db));
+    return GW_ERR_STORE;
+}
+
+/* Run a statement that returns no rows, then reset it. */
+static gw_err_t store_exec(gw_will_store_t *st, int which)
+{
+    sqlite3_stmt *s = st->st[which];
+    int rc = sqlite3_step(s);
+    gw_err_t err = GW_OK;
+    if (rc != SQLITE_DONE)
+        err = store_fail(st, store_sql[which]);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return err;
+}
+
+gw_err_t gw_will_store_open(const char *path, gw_will_sync_t sync, gw_will_store_t **out)
+{
+    gw_err_t err = GW_OK;
+    gw_will_store_t *st = NULL;
+    char *msg = NULL;
+
+    *out = NULL;
+    if (!path || !*path)
+        return GW_ERR_INVAL;
+    st = calloc(1, sizeof *st);
+    if (!st)
+        return GW_ERR_NOMEM;
+    if (sqlite3_open_v2(path, &st->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        err = store_fail(st, path);
+        goto cleanup;
+    }
+    sqlite3_busy_timeout(st->db, 5000);
+    const char *pragmas = sync == GW_WILL_SYNC_FULL
+                              ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+                              : "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;";
+    if (sqlite3_exec(st->db, pragmas, NULL, NULL, &msg) != SQLITE_OK ||
+        sqlite3_exec(st->db, store_schema, NULL, NULL, &msg) != SQLITE_OK) {
+        GW_LOG_ERROR(STORE_MOD, NULL, "%s: %s", path, msg ? msg : "schema failed");
+        err = GW_ERR_STORE;
+        goto cleanup;
+    }
+    for (int i = 0; i < ST__N; i++) {
+        if (sqlite3_prepare_v3(st->db, store_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &st->st[i],
+                               NULL) != SQLITE_OK) {
+            err = store_fail(st, store_sql[i]);
+            goto cleanup;
+        }
+    }
+    *out = st;
+    st = NULL;
+cleanup:
+    sqlite3_free(msg);
+    gw_will_store_close(st);
+    return err;
+}
+
+void gw_will_store_close(gw_will_store_t *st)
+{
+    if (!st)
+        return;
+    for (int i = 0; i < ST__N; i++)
+        sqlite3_finalize(st->st[i]);
+    sqlite3_close(st->db);
+    free(st);
+}
+
+void gw_will_rec_free(gw_will_rec_t *rec) { free(rec); }
+
+/* Build a record from a row (id, name, topic, payload, qos, retain): one
+ * allocation holding the struct and its three buffers. */
+static gw_err_t store_row(sqlite3_stmt *s, gw_will_rec_t **out)
+{
+    const unsigned char *name = sqlite3_column_text(s, 1);
+    size_t name_len = (size_t)sqlite3_column_bytes(s, 1);
+    const unsigned char *topic = sqlite3_column_text(s, 2);
+    size_t topic_len = (size_t)sqlite3_column_bytes(s, 2);
+    const void *payload = sqlite3_column_blob(s, 3);
+    size_t payload_len = (size_t)sqlite3_column_bytes(s, 3);
+    gw_will_rec_t *rec;
+
+    if (!name || !topic)
+        return GW_ERR_NOMEM; /* text columns are NOT NULL: only OOM gives NULL */
+    rec = malloc(sizeof *rec + name_len + 1 + topic_len + 1 + payload_len + 1);
+    if (!rec)
+        return GW_ERR_NOMEM;
+    char *p = (char *)(rec + 1);
+    rec->id = sqlite3_column_int64(s, 0);
+    rec->name = p;
+    memcpy(p, name, name_len + 1);
+    p += name_len + 1;
+    rec->topic = p;
+    rec->topic_len = topic_len;
+    memcpy(p, topic, topic_len + 1);
+    p += topic_len + 1;
+    rec->payload = (uint8_t *)p;
+    rec->payload_len = payload_len;
+    if (payload_len)
+        memcpy(p, payload, payload_len);
+    p[payload_len] = 0;
+    rec->qos = (uint8_t)sqlite3_column_int(s, 4);
+    rec->retain = sqlite3_column_int(s, 5) != 0;
+    *out = rec;
+    return GW_OK;
+}
+
+/* Step a bound SELECT returning at most one row into *out. */
+static gw_err_t store_get_one(gw_will_store_t *st, int which, gw_will_rec_t **out)
+{
+    sqlite3_stmt *s = st->st[which];
+    gw_err_t err;
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        err = store_row(s, out);
+    else if (rc == SQLITE_DONE)
+        err = GW_ERR_NOT_FOUND;
+    else
+        err = store_fail(st, store_sql[which]);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return err;
+}
+
+static gw_err_t store_iterate(gw_will_store_t *st, int which, gw_will_store_cb cb, void *ctx)
+{
+    sqlite3_stmt *s = st->st[which];
+    gw_err_t err = GW_OK;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        gw_will_rec_t *rec = NULL;
+        err = store_row(s, &rec);
+        if (err == GW_OK)
+            err = cb(rec, ctx);
+        if (err != GW_OK)
+            break;
+    }
+    if (err == GW_OK && rc != SQLITE_DONE)
+        err = store_fail(st, store_sql[which]);
+    sqlite3_reset(s);
+    return err;
+}
+
+gw_err_t gw_will_store_put(gw_will_store_t *st, const char *name, const gw_will_t *will)
+{
+    sqlite3_stmt *s = st->st[ST_PUT];
+    if (!name || !will || (!will->topic && will->topic_len) || will->qos > 2 ||
+        will->topic_len > INT32_MAX || will->payload_len > INT32_MAX)
+        return GW_ERR_INVAL;
+    /* SQLITE_STATIC: the statement is stepped and reset before we return. */
+    if (sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_text(s, 2, will->topic ? will->topic : "", (int)will->topic_len,
+                          SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_blob(s, 3, will->payload ? will->payload : "", (int)will->payload_len,
+                          SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int(s, 4, will->qos) != SQLITE_OK ||
+        sqlite3_bind_int(s, 5, will->retain ? 1 : 0) != SQLITE_OK) {
+        gw_err_t err = store_fail(st, "bind");
+        sqlite3_clear_bindings(s);
+        return err;
+    }
+    /* Autocommit: the single statement is its own durable transaction. */
+    return store_exec(st, ST_PUT);
+}
+
+gw_err_t gw_will_store_delete(gw_will_store_t *st, const char *name)
+{
+    gw_err_t err;
+    if (sqlite3_bind_text(st->st[ST_DELETE], 1, name, -1, SQLITE_STATIC) != SQLITE_OK)
+        return store_fail(st, "bind");
+    err = store_exec(st, ST_DELETE);
+    if (err == GW_OK && sqlite3_changes(st->db) == 0)
+        err = GW_ERR_NOT_FOUND;
+    return err;
+}
+
+gw_err_t gw_will_store_get(gw_will_store_t *st, const char *name, gw_will_rec_t **out)
+{
+    *out = NULL;
+    if (sqlite3_bind_text(st->st[ST_GET], 1, name, -1, SQLITE_STATIC) != SQLITE_OK)
+        return store_fail(st, "bind");
+    return store_get_one(st, ST_GET, out);
+}
+
+gw_err_t gw_will_store_list(gw_will_store_t *st, gw_will_store_cb cb, void *ctx)
+{
+    return store_iterate(st, ST_LIST, cb, ctx);
+}
+
+gw_err_t gw_will_store_mark_publishing(gw_will_store_t *st, const char *name,
+                                       gw_will_rec_t **out)
+{
+    gw_err_t err;
+    int64_t id;
+
+    *out = NULL;
+    err = store_exec(st, ST_BEGIN);
+    if (err != GW_OK)
+        return err;
+    if (sqlite3_bind_text(st->st[ST_COPY_PENDING], 1, name, -1, SQLITE_STATIC) != SQLITE_OK) {
+        err = store_fail(st, "bind");
+        goto cleanup;
+    }
+    err = store_exec(st, ST_COPY_PENDING);
+    if (err != GW_OK)
+        goto cleanup;
+    if (sqlite3_changes(st->db) == 0) {
+        err = GW_ERR_NOT_FOUND;
+        goto cleanup;
+    }
+    id = sqlite3_last_insert_rowid(st->db);
+    if (sqlite3_bind_text(st->st[ST_DELETE], 1, name, -1, SQLITE_STATIC) != SQLITE_OK) {
+        err = store_fail(st, "bind");
+        goto cleanup;
+    }
+    err = store_exec(st, ST_DELETE);
+    if (err != GW_OK)
+        goto cleanup;
+    sqlite3_bind_int64(st->st[ST_GET_PENDING], 1, id);
+    err = store_get_one(st, ST_GET_PENDING, out);
+    if (err != GW_OK)
+        goto cleanup;
+    err = store_exec(st, ST_COMMIT);
+cleanup:
+    if (err != GW_OK) {
+        /* Nothing of the move is visible: the will stays held. */
+        if (!sqlite3_get_autocommit(st->db))
+            (void)store_exec(st, ST_ROLLBACK);
+        gw_will_rec_free(*out);
+        *out = NULL;
+    }
+    return err;
+}
+
+gw_err_t gw_will_store_list_publishing(gw_will_store_t *st, gw_will_store_cb cb, void *ctx)
+{
+    return store_iterate(st, ST_LIST_PENDING, cb, ctx);
+}
+
+gw_err_t gw_will_store_published(gw_will_store_t *st, int64_t id)
+{
+    gw_err_t err;
+    sqlite3_bind_int64(st->st[ST_DELETE_PENDING], 1, id);
+    err = store_exec(st, ST_DELETE_PENDING);
+    if (err == GW_OK && sqlite3_changes(st->db) == 0)
+        err = GW_ERR_NOT_FOUND;
+    return err;
+}
+
+static gw_err_t store_count_one(gw_will_store_t *st, int which, int64_t *n)
+{
+    sqlite3_stmt *s = st->st[which];
+    gw_err_t err = GW_OK;
+    if (sqlite3_step(s) == SQLITE_ROW)
+        *n = sqlite3_column_int64(s, 0);
+    else
+        err = store_fail(st, store_sql[which]);
+    sqlite3_reset(s);
+    return err;
+}
+
+gw_err_t gw_will_store_count(gw_will_store_t *st, int64_t *held, int64_t *publishing)
+{
+    gw_err_t err = GW_OK;
+    if (held)
+        err = store_count_one(st, ST_COUNT_HELD, held);
+    if (err == GW_OK && publishing)
+        err = store_count_one(st, ST_COUNT_PENDING, publishing);
+    return err;
+}
