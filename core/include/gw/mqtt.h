@@ -13,6 +13,15 @@
  * valid exactly as long as those bytes are. Strings are NOT NUL-terminated.
  * Encoders never allocate: they write into a caller buffer.
  *
+ * MQTT 3.1 ("MQIsdp", level 3) differences the decoder honours: the
+ * CONNECT reserved flag bit is not checked (MQTT-3.1.2-3 is 3.1.1 only) and
+ * DUP on a QoS 0 PUBLISH is tolerated (MQTT-3.3.1-2 is 3.1.1 only). A
+ * password without a user name is rejected at both levels (3.1: "It is not
+ * valid to supply a password without supplying a user name").
+ *
+ * A NULL gw_mqtt_ctx_t * is accepted everywhere and means level 4, no
+ * topic limits. protocol_level 0 (before CONNECT) applies the 3.1.1 rules.
+ *
  * Room for MQTT 5: every decode/encode takes the protocol level in
  * gw_mqtt_ctx_t; properties will be added as a borrowed byte range per
  * packet without changing these signatures.
@@ -171,10 +180,12 @@ typedef struct gw_mqtt_frame {
 
 /**
  * Incremental framer. Resumes on partial input at any byte boundary.
- * Zero-copy fast path: when a whole packet lies inside the chunk given to
- * gw_mqtt_framer_feed() and nothing is buffered, the frame points into the
- * caller's chunk; otherwise the framer copies into one exact-size buffer it
- * allocates only after the declared length passed the maximum check.
+ * Zero-copy fast path: when the whole body lies inside the chunk given to
+ * gw_mqtt_framer_feed() and nothing of it is buffered (the fixed header may
+ * have come in earlier chunks), the frame points into the caller's chunk;
+ * otherwise the framer copies into one exact-size buffer it allocates only
+ * after the declared length passed the maximum check and the first body
+ * byte arrived.
  */
 typedef struct gw_mqtt_framer {
     uint32_t max_packet;  /* maximum remaining length accepted */
@@ -203,7 +214,13 @@ void gw_mqtt_framer_cleanup(gw_mqtt_framer_t *fr);
  *  - GW_ERR_AGAIN: all of data was consumed (*consumed == len), need more.
  *  - GW_ERR_MQTT_REMAINING_LENGTH, GW_ERR_MQTT_TOO_LARGE,
  *    GW_ERR_MQTT_BAD_TYPE: stream is broken; close the connection.
+ *    TOO_LARGE is returned as soon as the length bytes read so far exceed
+ *    max_packet, before any body byte is read or anything allocated.
  *  - GW_ERR_NOMEM.
+ * After an error every further call returns GW_ERR_STATE (the framer is
+ * not resynchronisable); cleanup + init to reuse it.
+ * Non-minimal remaining-length encodings (e.g. 0x80 0x00) are accepted, as
+ * MQTT 3.1.1 allows them.
  */
 gw_err_t gw_mqtt_framer_feed(gw_mqtt_framer_t *fr, const uint8_t *data, size_t len,
                              size_t *consumed, gw_mqtt_frame_t *frame);
@@ -229,7 +246,12 @@ gw_err_t gw_mqtt_frame_header(const uint8_t *data, size_t len, uint32_t max_pack
  * protocol name/level, CONNECT reserved bit, will flag/QoS/retain
  * consistency, password without user name, UTF-8 (MQTT-1.5.3), topic names
  * without wildcards, topic filters, empty SUBSCRIBE/UNSUBSCRIBE, requested
- * QoS > 2, empty topics, truncated fields and trailing bytes.
+ * QoS > 2, empty topics, truncated fields and trailing bytes, CONNACK
+ * reserved bits / return code > 5 / session present with a refusal and
+ * SUBACK codes other than 0, 1, 2, 0x80 (GW_ERR_MQTT_PROTOCOL), an empty
+ * SUBACK (GW_ERR_MQTT_EMPTY_PAYLOAD), and ctx topic limits. A SUBSCRIBE,
+ * UNSUBSCRIBE or SUBACK with more than 65535 entries (count is 16 bits) is
+ * GW_ERR_MQTT_TOO_LARGE.
  * CONNECT is decoded whatever ctx->protocol_level is; for the other types
  * ctx->protocol_level selects the rules (3 and 4 are identical today).
  * *out borrows from frame->body.
@@ -248,6 +270,15 @@ bool gw_mqtt_topics_next(gw_mqtt_topics_iter_t *it, gw_mqtt_str_t *filter, uint8
 /* Encoding                                                            */
 /* ------------------------------------------------------------------ */
 
+/**
+ * Build a SUBSCRIBE (qos != NULL) or UNSUBSCRIBE (qos == NULL) topic list of
+ * count entries into buf[0..cap) and point *out at it (out borrows buf).
+ * Checks only structure (non-empty filters, QoS <= 2): GW_ERR_INVAL
+ * otherwise; GW_ERR_NOSPACE with *written = needed. Never allocates.
+ */
+gw_err_t gw_mqtt_topics_build(const gw_mqtt_str_t *filters, const uint8_t *qos, uint16_t count,
+                              uint8_t *buf, size_t cap, gw_mqtt_topics_t *out, size_t *written);
+
 /** Exact encoded size of a packet (fixed header included); 0 if it cannot be encoded. */
 size_t gw_mqtt_encoded_size(const gw_mqtt_ctx_t *ctx, const gw_mqtt_packet_t *pkt);
 
@@ -256,6 +287,13 @@ size_t gw_mqtt_encoded_size(const gw_mqtt_ctx_t *ctx, const gw_mqtt_packet_t *pk
  * nothing useful was written and *written is the size needed. GW_ERR_INVAL if
  * the packet breaks a rule the encoder enforces (QoS > 2, packet id 0 where
  * required, remaining length above the wire maximum, empty SUBSCRIBE).
+ * Encoders check structure, not content: strings are NOT re-validated as
+ * UTF-8 / topic syntax (validate them where they enter the process). The
+ * other rules enforced: empty topic name, DUP on QoS 0 (level 4), will
+ * flags, password without user name, protocol level not 3/4, CONNACK code
+ * above 5 or session present with a refusal, SUBACK code not 0/1/2/0x80,
+ * a topic list whose entries do not parse or do not add up to count.
+ * A packet the decoder accepted at a level always encodes at that level.
  * PUBLISH senders usually call gw_mqtt_encode_publish_header() instead and
  * append the payload themselves, to avoid a copy.
  */
@@ -265,13 +303,15 @@ gw_err_t gw_mqtt_encode(const gw_mqtt_ctx_t *ctx, const gw_mqtt_packet_t *pkt, u
 /**
  * Encode a PUBLISH fixed header + variable header (topic, packet id) for a
  * payload of payload_len bytes, which the caller writes right after. buf must
- * hold at least GW_MQTT_PUBLISH_HEADER_MAX(topic_len) bytes.
+ * hold at least GW_MQTT_PUBLISH_HEADER_MAX(topic_len) bytes. Same rules as
+ * gw_mqtt_encode() at level 4 (it has no ctx, so DUP on QoS 0 is refused).
  */
 #define GW_MQTT_PUBLISH_HEADER_MAX(topic_len) (5u + 2u + (size_t)(topic_len) + 2u)
 gw_err_t gw_mqtt_encode_publish_header(const gw_mqtt_publish_t *pub, uint32_t payload_len,
                                        uint8_t *buf, size_t cap, size_t *written);
 
-/** Encode a 4-byte ack (PUBACK/PUBREC/PUBREL/PUBCOMP/UNSUBACK) - hot path helper. */
+/** Encode a 4-byte ack (PUBACK/PUBREC/PUBREL/PUBCOMP/UNSUBACK) - hot path helper.
+ *  No validation: the caller passes one of those types and a non-zero id. */
 void gw_mqtt_encode_ack(gw_mqtt_type_t type, uint16_t packet_id, uint8_t out[4]);
 
 const char *gw_mqtt_type_name(gw_mqtt_type_t type);
@@ -280,11 +320,16 @@ const char *gw_mqtt_type_name(gw_mqtt_type_t type);
 /* Strings and topics (topic.c / utf8.c)                               */
 /* ------------------------------------------------------------------ */
 
-/** MQTT-1.5.3: well-formed UTF-8, no U+0000, no surrogates, no overlongs. */
+/** MQTT-1.5.3: well-formed UTF-8, no U+0000, no surrogates, no overlongs,
+ *  nothing above U+10FFFF -> GW_ERR_MQTT_UTF8. Control characters and
+ *  non-characters (a SHOULD NOT in 1.5.3) are accepted. */
 gw_err_t gw_utf8_validate(const char *s, size_t len);
-/** Topic name: non-empty, valid UTF-8, no '+' or '#'. */
+/** Topic name: non-empty, valid UTF-8, no '+' or '#'. Errors in this order:
+ *  TOPIC_EMPTY, TOPIC_TOO_LONG (length; ctx->max_topic_len), UTF8,
+ *  TOPIC_WILDCARD, TOPIC_TOO_LONG (ctx->max_topic_levels). ctx may be NULL. */
 gw_err_t gw_topic_name_validate(const gw_mqtt_ctx_t *ctx, const char *s, size_t len);
-/** Topic filter: non-empty, valid UTF-8, '#' last and alone in its level, '+' alone in its level. */
+/** Topic filter: non-empty, valid UTF-8, '#' last and alone in its level, '+' alone in its level.
+ *  Same error order as gw_topic_name_validate(), TOPIC_FILTER for wildcards. */
 gw_err_t gw_topic_filter_validate(const gw_mqtt_ctx_t *ctx, const char *s, size_t len);
 /** True if filter matches topic per MQTT-4.7 (incl. the '$' rule MQTT-4.7.2-1). Both pre-validated. */
 bool gw_topic_matches(const char *filter, size_t flen, const char *topic, size_t tlen);
