@@ -1,0 +1,420 @@
+/*
+ * gateway.h - internals of mqtt-gateway shared by its source files.
+ *
+ * Threading: one gw_gateway_t per process (read-only after start except the
+ * registry, which has its own mutex), N gw_worker_t, each a thread with its
+ * own event_base, MQTT listeners and AMQP connections. A gw_client_t lives on
+ * one worker for its whole life and is only touched from that thread.
+ *
+ * Ownership: the worker owns its clients (intrusive list); a client owns its
+ * bufferevent, timers, strings and tables. Proton objects belong to the
+ * connection driver (amqp.h); the client only keeps borrowed pointers and
+ * drops them when it closes or when the connection goes DOWN.
+ */
+#ifndef GW_GATEWAY_INTERNAL_H
+#define GW_GATEWAY_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <proton/connection.h>
+#include <proton/delivery.h>
+#include <proton/link.h>
+#include <proton/message.h>
+#include <proton/session.h>
+
+#include "gw/amqp.h"
+#include "gw/config.h"
+#include "gw/error.h"
+#include "gw/log.h"
+#include "gw/mqtt.h"
+#include "gw/spec.h"
+
+#define GW_MOD "gateway"
+
+/* ------------------------------------------------------------------ */
+/* Configuration (gw_config table in config.c)                         */
+/* ------------------------------------------------------------------ */
+
+enum { GW_MODE_SHARED = 0, GW_MODE_PER_CLIENT = 1 };
+
+typedef struct gw_gateway_config {
+    gw_config_list_t mqtt_listen;
+    char *amqp_url;
+    gw_config_list_t routes;
+    int64_t workers;            /* 0 = number of cores */
+    int connection_mode;        /* GW_MODE_* */
+    int64_t connect_timeout_ms;
+    int64_t max_packet_size;
+    int64_t inflight_window;
+    int64_t max_client_id_len;
+    int64_t out_high_watermark;
+    int64_t slow_client_timeout_ms;
+    int64_t shutdown_timeout_ms;
+    int64_t max_topic_links;
+    int log_level;              /* gw_log_level_t */
+    int log_format;             /* gw_log_format_t */
+    char *lwt_address;
+    char *subscription_address;
+    char *to_prefix;
+    char *pubrel_prefix;
+    char *container_id;
+    int64_t amqp_idle_timeout_ms;
+} gw_gateway_config_t;
+
+extern const gw_config_spec_t gw_gateway_config_spec;
+
+/* ------------------------------------------------------------------ */
+/* Routing (route.c): target address -> destination URL index          */
+/* ------------------------------------------------------------------ */
+
+typedef struct gw_route {
+    char *prefix;
+    size_t prefix_len;
+    size_t dest;        /* index into gw_gateway_t.dest_urls */
+    /* Hook for later: an address template per route ("{topic}" rewritten
+     * into the target address); NULL = the address is the topic itself. */
+    char *addr_template;
+} gw_route_t;
+
+typedef struct gw_routes {
+    char **dest_urls;   /* [0] = --amqp-url (default route) */
+    size_t ndest;
+    gw_route_t *routes;
+    size_t nroutes;
+} gw_routes_t;
+
+gw_err_t gw_routes_build(gw_routes_t *rt, const char *default_url, const gw_config_list_t *specs,
+                         char *why, size_t whylen);
+void gw_routes_free(gw_routes_t *rt);
+/** Destination index for an address: the longest matching prefix wins. */
+size_t gw_routes_lookup(const gw_routes_t *rt, const char *addr, size_t len);
+
+/* ------------------------------------------------------------------ */
+/* Client-id registry (registry.c): the only shared structure           */
+/* ------------------------------------------------------------------ */
+
+typedef struct gw_registry gw_registry_t;
+
+gw_registry_t *gw_registry_new(void);
+void gw_registry_free(gw_registry_t *reg);
+/**
+ * Register (id -> worker, serial). If another connection held the id, it is
+ * replaced and returned in *old_worker / *old_serial (return true): the
+ * caller closes it as a takeover (MQTT-3.1.4-2).
+ */
+bool gw_registry_claim(gw_registry_t *reg, const char *id, size_t len, size_t worker,
+                       uint64_t serial, size_t *old_worker, uint64_t *old_serial);
+/** Remove id if it is still held by serial. */
+void gw_registry_release(gw_registry_t *reg, const char *id, size_t len, uint64_t serial);
+
+/* ------------------------------------------------------------------ */
+/* Process and workers                                                 */
+/* ------------------------------------------------------------------ */
+
+typedef struct gw_worker gw_worker_t;
+typedef struct gw_client gw_client_t;
+
+typedef struct gw_gateway {
+    const gw_gateway_config_t *cfg;
+    gw_spec_addrs_t addrs;
+    gw_routes_t routes;
+    gw_registry_t *registry;
+    gw_worker_t *workers;
+    size_t nworkers;
+    atomic_uint_fast64_t next_serial;
+} gw_gateway_t;
+
+/* One AMQP destination (URL) as seen by one worker (shared mode). */
+typedef struct gw_dest {
+    gw_worker_t *w;
+    struct gw_client *owner; /* per-client mode: the client owning the connection */
+    size_t index;
+    gw_amqp_conn_t *conn;
+    bool up;
+    bool closing;   /* shutdown: gw_amqp_conn_close() called */
+} gw_dest_t;
+
+typedef struct gw_worker_stats {
+    uint64_t accepted;
+    uint64_t publish_in;
+    uint64_t publish_out;
+    uint64_t rejected;
+    uint64_t violations;
+} gw_worker_stats_t;
+
+struct gw_worker {
+    gw_gateway_t *gw;
+    size_t index;
+    pthread_t thread;
+    bool thread_started;
+    struct event_base *base;
+    struct evconnlistener **listeners;
+    size_t nlisteners;
+    gw_dest_t *dests;          /* gw->routes.ndest entries (shared mode) */
+    gw_client_t *clients;      /* intrusive list */
+    size_t nclients;
+    pn_message_t *msg;         /* scratch message for encode/decode on this thread */
+    /* Cross-thread requests (takeover close, stop): guarded by ctl_mu. */
+    struct event *ctl_ev;
+    pthread_mutex_t ctl_mu;
+    uint64_t *kill_serials;
+    size_t nkill, capkill;
+    bool stop_requested;       /* under ctl_mu */
+    bool stopping;             /* worker thread only */
+    struct event *stop_timer;
+    gw_worker_stats_t stats;
+};
+
+gw_err_t gw_worker_init(gw_worker_t *w, gw_gateway_t *gw, size_t index);
+gw_err_t gw_worker_start(gw_worker_t *w);
+/** Thread-safe: ask the worker to stop (close listeners and clients, exit loop). */
+void gw_worker_request_stop(gw_worker_t *w);
+/** Thread-safe: ask the worker to close its client with this serial (takeover). */
+void gw_worker_request_kill(gw_worker_t *w, uint64_t serial);
+void gw_worker_join(gw_worker_t *w);
+void gw_worker_cleanup(gw_worker_t *w);
+gw_dest_t *gw_worker_dest(gw_worker_t *w, size_t index);
+/** The worker finished stopping once its last client and connection are gone. */
+void gw_worker_maybe_exit(gw_worker_t *w);
+
+/* AMQP event handler of a worker's shared connection (amqp_events.c). */
+void gw_amqp_events_on_event(gw_amqp_conn_t *conn, pn_event_t *event, void *ctx);
+void gw_amqp_events_on_state(gw_amqp_conn_t *conn, gw_amqp_state_t state, const char *cond,
+                             const char *desc, void *ctx);
+
+/* ------------------------------------------------------------------ */
+/* Clients                                                             */
+/* ------------------------------------------------------------------ */
+
+typedef enum gw_client_state {
+    GW_CLIENT_NEW,        /* waiting for CONNECT */
+    GW_CLIENT_CONNECTING, /* CONNECT received, AMQP handshake running */
+    GW_CLIENT_CONNECTED,  /* CONNACK 0 written */
+    GW_CLIENT_CLOSING,    /* closed; memory released soon */
+} gw_client_state_t;
+
+typedef enum gw_close_how {
+    GW_CLOSE_CLEAN,    /* DISCONNECT / shutdown: will cleared, clean detach */
+    GW_CLOSE_BRUTE,    /* will link closed with amqp:link:detach-forced */
+    GW_CLOSE_TAKEOVER, /* newer connection for the id: clean detach, no will-clear */
+    GW_CLOSE_REFUSED,  /* CONNECT refused: clean detach, CONNACK already queued */
+} gw_close_how_t;
+
+typedef enum gw_link_role {
+    GW_LINK_WILL,
+    GW_LINK_SS,
+    GW_LINK_CONTROL,
+    GW_LINK_PUBLISH,
+    GW_LINK_PUBREL,
+    GW_LINK_TOPIC,
+} gw_link_role_t;
+
+/* Our context on every proton link we open (pn_link_set_context). */
+typedef struct gw_glink {
+    gw_client_t *client;
+    pn_link_t *pn;
+    uint8_t role;
+    uint8_t dest;
+    bool qos2;          /* TOPIC: rcv-settle-mode second */
+    char *topic;        /* TOPIC: owned target address */
+    uint64_t last_use;
+    struct gw_glink *next;
+} gw_glink_t;
+
+/* Outbound (SS -> client) QoS 1/2 message waiting for the client's acks. */
+enum {
+    GW_OUT_WAIT_PUBACK,
+    GW_OUT_WAIT_PUBREC,
+    GW_OUT_PUBREL_PENDING, /* AMQP_PUBREL to send (no credit yet) */
+    GW_OUT_PUBREL_SENT,    /* AMQP_PUBREL sent, waiting for accepted */
+    GW_OUT_WAIT_PUBCOMP,
+};
+
+typedef struct gw_out_msg {
+    pn_delivery_t *dlv;    /* AMQP delivery settled when the client completes */
+    uint64_t amqp_id;      /* message-id for AMQP_PUBREL */
+    uint16_t pid;
+    uint8_t qos;
+    uint8_t state;
+} gw_out_msg_t;
+
+/* Inbound (client -> AMQP) QoS 1/2 message not yet acknowledged to the
+ * client (QoS 2: until PUBREL). Keeps a copy of topic and payload so that a
+ * `released`/`modified` outcome can be retried after a back-off. */
+typedef struct gw_in_msg {
+    pn_delivery_t *dlv;    /* NULL while waiting for a retry */
+    char *data;            /* topic then payload (owned) */
+    uint64_t due_ms;       /* retry time when dlv == NULL */
+    uint32_t plen;
+    uint16_t tlen;
+    uint16_t pid;
+    uint8_t qos;
+    uint8_t attempts;
+    bool retain;
+    bool accepted;         /* QoS 2: PUBREC written, settled on PUBREL */
+} gw_in_msg_t;
+
+#define GW_PUBLISH_MAX_RETRIES 3
+#define GW_PUBLISH_RETRY_BASE_MS 100
+
+/* A SUBSCRIBE or UNSUBSCRIBE waiting for its disposition. */
+typedef struct gw_pending_sub {
+    struct gw_pending_sub *next;
+    uint16_t pid;
+    bool unsub;
+    uint16_t count;
+    uint8_t qos[]; /* requested QoS per filter (SUBSCRIBE) */
+} gw_pending_sub_t;
+
+/* Delivery context tags on our sender links (no pointers: safe after close). */
+#define GW_DTAG(kind, pid) ((void *)(uintptr_t)(((uintptr_t)(kind) << 16) | (uintptr_t)(pid)))
+#define GW_DTAG_KIND(p) ((unsigned)(((uintptr_t)(p)) >> 16))
+#define GW_DTAG_PID(p) ((uint16_t)((uintptr_t)(p) & 0xFFFFu))
+enum {
+    GW_DK_NONE = 0,
+    GW_DK_WILL,
+    GW_DK_CLOSE,
+    GW_DK_LIST,
+    GW_DK_SUBSCRIBE,
+    GW_DK_UNSUBSCRIBE,
+    GW_DK_PUB1,
+    GW_DK_PUB2,
+    GW_DK_PUBREL,
+};
+
+struct gw_client {
+    gw_worker_t *w;
+    gw_client_t *prev, *next;
+    uint64_t serial;
+    gw_client_state_t state;
+    struct bufferevent *bev;
+    struct event *timer;     /* connect timeout, then keep alive, then deferred free */
+    struct event *slow_ev;   /* output above the high watermark for too long */
+    char peer[64];
+    char *id;                /* NUL-terminated client id (after CONNECT) */
+    size_t id_len;
+    bool registered;
+    gw_mqtt_ctx_t mctx;
+    bool clean_session;
+    uint16_t keep_alive;
+    uint64_t last_rx_ms;
+
+    /* CONNECT progress */
+    bool has_will, will_sent, will_done;
+    bool ss_sent, ss_done, subs_done;
+    bool session_present;
+    gw_spec_publish_t will;  /* topic/payload owned (will_buf) until sent */
+    char *will_buf;
+
+    /* AMQP side (shared mode: sessions on the worker's connections;
+     * per-client mode: on the client's own connections in dests) */
+    pn_session_t **ssn;      /* per destination, NULL if unused */
+    gw_dest_t *dests;        /* per-client mode only, else NULL */
+    size_t nconns;           /* per-client mode: connections not CLOSED yet */
+    bool has_credentials;    /* CONNECT carried a user name */
+    char *username, *password; /* per-client mode: SASL PLAIN (owned) */
+    bool free_pending;       /* memory release waits for nconns == 0 */
+    gw_glink_t l_will, l_ss, l_control, l_publish, l_pubrel;
+    gw_glink_t *topic_links;
+    size_t ntopic_links;
+    uint32_t link_seq;
+    uint64_t use_clock;
+
+    /* flow control */
+    bool blocked_credit;     /* waiting for AMQP credit: socket not read */
+    bool blocked_output;     /* output above the high watermark */
+    uint32_t owed_credit;    /* publish-link credit held back while blocked_output */
+
+    /* outbound QoS 1/2 */
+    uint64_t *pid_bitmap;    /* 65536 bits, allocated on first use */
+    uint16_t next_pid;
+    gw_out_msg_t *out;
+    size_t nout, capout;
+
+    /* inbound QoS 1/2 */
+    gw_in_msg_t *in;
+    size_t nin, capin;
+    struct event *retry_ev;  /* resend of released/modified PUBLISHes */
+
+    gw_pending_sub_t *subs;
+};
+
+/* client.c */
+void gw_client_accept(gw_worker_t *w, evutil_socket_t fd, const struct sockaddr *sa, int salen);
+/** Close the client: AMQP side according to how, then free it (deferred). */
+void gw_client_close(gw_client_t *c, gw_close_how_t how, const char *reason);
+/** Close after the output (e.g. a CONNACK) is flushed, bounded in time. */
+void gw_client_close_after_flush(gw_client_t *c, gw_close_how_t how, const char *reason);
+/** Name for logs: client id, else peer address. */
+const char *gw_client_name(const gw_client_t *c);
+/** Re-evaluate whether the socket should be read (credit, watermark, state). */
+void gw_client_update_read(gw_client_t *c);
+/** Resume processing buffered input (deferred) after a block was lifted. */
+void gw_client_resume(gw_client_t *c);
+/** Append raw bytes to the client's output, then check the high watermark. */
+void gw_client_write(gw_client_t *c, const void *data, size_t len);
+void gw_client_write_ack(gw_client_t *c, gw_mqtt_type_t type, uint16_t pid);
+void gw_client_check_output(gw_client_t *c);
+/** Publish-link credit: give n units back (or hold them while output is above the watermark). */
+void gw_client_replenish(gw_client_t *c, uint32_t n);
+void gw_client_flush_amqp(gw_client_t *c);
+gw_client_t *gw_client_find_serial(gw_worker_t *w, uint64_t serial);
+/** Destination d as used by this client (its own in per-client mode). */
+gw_dest_t *gw_client_dest(gw_client_t *c, size_t d);
+/** Per-client mode: open the client's own AMQP connections (SASL from CONNECT). */
+gw_err_t gw_client_open_conns(gw_client_t *c, const gw_mqtt_connect_t *p);
+/** Per-client mode: connect destination d (no-op if already open). */
+gw_err_t gw_client_open_dest(gw_client_t *c, size_t d);
+/** Per-client mode: one of the client's connections came up; attach links when all are. */
+void gw_connect_on_conn_up(gw_client_t *c);
+/** Per-client mode: a connection of the client reached CLOSED. */
+void gw_client_on_conn_closed(gw_client_t *c, gw_dest_t *dest);
+/** Session on destination d for this client, opened on first use (NULL if down). */
+pn_session_t *gw_client_session(gw_client_t *c, size_t d);
+uint64_t gw_now_ms(void);
+/** Arm the keep-alive check (MQTT-3.1.2-24) after CONNACK. */
+void gw_client_start_keepalive(gw_client_t *c);
+/** Worker shutdown: close (clean) if needed and free now. */
+void gw_client_destroy(gw_client_t *c);
+/** CONNECT could not be completed: CONNACK 3 (or rc), then close. */
+void gw_connect_fail(gw_client_t *c, uint8_t rc, const char *reason);
+
+/* Packet dispatcher result: GW_ERR_AGAIN = blocked (keep the packet, stop reading). */
+gw_err_t gw_handle_connect(gw_client_t *c, const gw_mqtt_connect_t *p);
+void gw_connect_progress(gw_client_t *c);
+void gw_connect_on_timeout(gw_client_t *c);
+gw_err_t gw_handle_publish(gw_client_t *c, const gw_mqtt_publish_t *p);
+gw_err_t gw_handle_pubrel(gw_client_t *c, uint16_t pid);
+gw_err_t gw_handle_subscribe(gw_client_t *c, const gw_mqtt_subscribe_t *p);
+gw_err_t gw_handle_unsubscribe(gw_client_t *c, const gw_mqtt_unsubscribe_t *p);
+gw_err_t gw_handle_puback(gw_client_t *c, uint16_t pid);
+gw_err_t gw_handle_pubrec(gw_client_t *c, uint16_t pid);
+gw_err_t gw_handle_pubcomp(gw_client_t *c, uint16_t pid);
+gw_err_t gw_handle_disconnect(gw_client_t *c);
+
+/** Resend PUBLISHes whose retry time has come (on the retry timer and on credit). */
+void gw_publish_retry(gw_client_t *c);
+void gw_publish_free(gw_client_t *c);
+
+/* Dispositions and messages from AMQP for one client (amqp_events.c helpers). */
+void gw_publish_on_outcome(gw_client_t *c, gw_glink_t *gl, pn_delivery_t *dlv);
+void gw_subscribe_on_outcome(gw_client_t *c, pn_delivery_t *dlv);
+void gw_connect_on_outcome(gw_client_t *c, gw_glink_t *gl, pn_delivery_t *dlv);
+void gw_connect_on_control(gw_client_t *c, pn_delivery_t *dlv);
+void gw_outbound_on_delivery(gw_client_t *c, pn_delivery_t *dlv);
+void gw_outbound_on_pubrel_outcome(gw_client_t *c, pn_delivery_t *dlv);
+/** Send AMQP_PUBRELs waiting for credit on $mqtt.<id>.pubrel. */
+void gw_outbound_send_pending_pubrels(gw_client_t *c);
+void gw_outbound_free(gw_client_t *c);
+/** A free packet id: preferred if it is 1..65535 and free, else the next free one (0 if none). */
+uint16_t gw_pktid_take(gw_client_t *c, uint64_t preferred, bool has_preferred);
+void gw_pktid_release(gw_client_t *c, uint16_t pid);
+
+#endif

@@ -1,0 +1,138 @@
+/*
+ * handle_subscribe.c - SUBSCRIBE / UNSUBSCRIBE -> AMQP_SUBSCRIBE /
+ * AMQP_UNSUBSCRIBE on the subscription-service link; SUBACK / UNSUBACK from
+ * the disposition. Filters were validated by the decoder (MQTT-4.7.1).
+ *
+ * accepted -> SUBACK grants the requested QoS for every filter; any other
+ * outcome -> 0x80 for every filter. UNSUBACK after any terminal outcome.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway.h"
+
+static gw_err_t send_request(gw_client_t *c, const gw_mqtt_topics_t *topics, uint16_t pid,
+                             bool unsub)
+{
+    gw_worker_t *w = c->w;
+    gw_spec_entry_t stack_entries[32];
+    gw_spec_entry_t *entries = stack_entries;
+    gw_pending_sub_t *ps = NULL;
+    gw_err_t err = GW_OK;
+    gw_mqtt_topics_iter_t it;
+    gw_mqtt_str_t f;
+    uint8_t qos;
+    size_t n = 0;
+
+    if (!c->l_ss.pn) {
+        gw_client_close(c, GW_CLOSE_BRUTE, "subscription-service link is gone");
+        return GW_OK;
+    }
+    if (pn_link_credit(c->l_ss.pn) <= 0)
+        return GW_ERR_AGAIN;
+    if (topics->count > sizeof(stack_entries) / sizeof(stack_entries[0])) {
+        entries = calloc(topics->count, sizeof(*entries));
+        if (!entries)
+            return GW_ERR_NOMEM;
+    }
+    ps = calloc(1, sizeof(*ps) + topics->count);
+    if (!ps) {
+        err = GW_ERR_NOMEM;
+        goto cleanup;
+    }
+    gw_mqtt_topics_iter_init(&it, topics);
+    while (n < topics->count && gw_mqtt_topics_next(&it, &f, &qos)) {
+        entries[n].filter.ptr = f.ptr;
+        entries[n].filter.len = f.len;
+        entries[n].qos = unsub ? 0 : qos;
+        ps->qos[n] = qos;
+        n++;
+    }
+    ps->pid = pid;
+    ps->unsub = unsub;
+    ps->count = (uint16_t)n;
+    if (unsub)
+        err = gw_spec_encode_unsubscribe(w->msg, &w->gw->addrs, c->id, c->id_len, pid, entries, n);
+    else
+        err = gw_spec_encode_subscribe(w->msg, &w->gw->addrs, c->id, c->id_len, pid, entries, n);
+    if (err != GW_OK)
+        goto cleanup;
+    pn_delivery_t *dlv = NULL;
+    err = gw_amqp_send(gw_client_dest(c, c->l_ss.dest)->conn, c->l_ss.pn, w->msg, false, &dlv);
+    if (err != GW_OK)
+        goto cleanup;
+    if (dlv)
+        pn_delivery_set_context(dlv, GW_DTAG(unsub ? GW_DK_UNSUBSCRIBE : GW_DK_SUBSCRIBE, pid));
+    ps->next = c->subs;
+    c->subs = ps;
+    ps = NULL;
+cleanup:
+    free(ps);
+    if (entries != stack_entries)
+        free(entries);
+    if (err != GW_OK && err != GW_ERR_AGAIN && err != GW_ERR_NOMEM) {
+        GW_LOG_WARN(GW_MOD, c->id, "cannot forward %s: %s", unsub ? "UNSUBSCRIBE" : "SUBSCRIBE",
+                    gw_err_str(err));
+        gw_client_close(c, GW_CLOSE_BRUTE, "cannot forward SUBSCRIBE/UNSUBSCRIBE");
+        err = GW_OK;
+    }
+    return err;
+}
+
+gw_err_t gw_handle_subscribe(gw_client_t *c, const gw_mqtt_subscribe_t *p)
+{
+    return send_request(c, &p->topics, p->packet_id, false);
+}
+
+gw_err_t gw_handle_unsubscribe(gw_client_t *c, const gw_mqtt_unsubscribe_t *p)
+{
+    return send_request(c, &p->topics, p->packet_id, true);
+}
+
+void gw_subscribe_on_outcome(gw_client_t *c, pn_delivery_t *dlv)
+{
+    void *tag = pn_delivery_get_context(dlv);
+    bool unsub = GW_DTAG_KIND(tag) == GW_DK_UNSUBSCRIBE;
+    uint16_t pid = GW_DTAG_PID(tag);
+    uint64_t st = pn_delivery_remote_state(dlv);
+    gw_pending_sub_t **pp = &c->subs;
+
+    if (st == PN_RECEIVED || (st == 0 && !pn_delivery_settled(dlv)))
+        return;
+    pn_delivery_settle(dlv);
+    while (*pp && !((*pp)->pid == pid && (*pp)->unsub == unsub))
+        pp = &(*pp)->next;
+    gw_pending_sub_t *ps = *pp;
+    if (!ps)
+        return;
+    *pp = ps->next;
+    if (unsub) {
+        gw_client_write_ack(c, GW_MQTT_UNSUBACK, pid); /* MQTT-3.10.4-4 */
+    } else {
+        gw_mqtt_packet_t pkt;
+        uint8_t stack_buf[64];
+        uint8_t *buf = stack_buf;
+        size_t need, written = 0;
+        if (st != PN_ACCEPTED) {
+            GW_LOG_INFO(GW_MOD, c->id, "SUBSCRIBE %u refused by the Subscription Service",
+                        (unsigned)pid);
+            memset(ps->qos, GW_MQTT_SUBACK_FAILURE, ps->count);
+        }
+        memset(&pkt, 0, sizeof(pkt));
+        pkt.type = GW_MQTT_SUBACK;
+        pkt.u.suback.packet_id = pid;
+        pkt.u.suback.codes = ps->qos;
+        pkt.u.suback.count = ps->count;
+        need = gw_mqtt_encoded_size(&c->mctx, &pkt);
+        if (need > sizeof(stack_buf))
+            buf = malloc(need);
+        if (buf && need &&
+            gw_mqtt_encode(&c->mctx, &pkt, buf, need, &written) == GW_OK) /* MQTT-3.8.4-1 */
+            gw_client_write(c, buf, written);
+        else
+            gw_client_close(c, GW_CLOSE_BRUTE, "cannot encode SUBACK");
+        if (buf != stack_buf)
+            free(buf);
+    }
+    free(ps);
+}
