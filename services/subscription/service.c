@@ -1,0 +1,933 @@
+/*
+ * service.c - connections, links and deliveries of subscription-service,
+ * start-up recovery and the group commit.
+ *
+ * Links (spec 2.2), by what the peer attaches:
+ *   sender   -> target $mqtt.subscriptionservice    SL_CONTROL (L2)
+ *   sender   -> target $mqtt.<id>.pubrel            SL_PUBREL  (L5)
+ *   sender   -> target <topic> / null (relay)       SL_TOPIC   (L6, L7, L8, L10)
+ *   receiver <- source $mqtt.to.<id>.control        SL_OUT_CTL (L3)
+ *   receiver <- source $mqtt.to.<id>.publish        SL_OUT_PUB (L4)
+ *   receiver <- source <topic filter>               SL_OUT_NATIVE (L9)
+ *
+ * Group commit: a publication's store writes go into the open batch
+ * transaction; its delivery waits in svc->pending and is settled
+ * `accepted` right after the batch commits, which happens once per loop
+ * iteration (commit_ev is activated by the first write) or as soon as
+ * --batch-max deliveries wait. Credit on a topic link is given back one
+ * unit per settled delivery, so a publisher never has more than
+ * --link-credit deliveries waiting for the store: that is the
+ * back-pressure toward gateways when the disk is slow.
+ *
+ * QoS 2 publications (L7, rcv-settle-mode second): after the commit the
+ * delivery is updated to `accepted` without settling and kept (context =
+ * the svc->pending sentinel) until the sender settles it; then settled.
+ * Dedupe key: the delivery itself (proton matches a resumed transfer to
+ * the same delivery tag on the same link, which stays unsettled here), so
+ * a duplicate transfer of an unsettled delivery is never processed twice.
+ * A resend on a NEW link (gateway failure) is not recognised: the
+ * gateway's own PUBREC-again rule (duplicate PUBLISH before PUBREL) makes
+ * that rare; see README.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <proton/condition.h>
+#include <proton/delivery.h>
+#include <proton/disposition.h>
+#include <proton/terminus.h>
+
+#include "gw/log.h"
+#include "gw/mqtt.h"
+#include "subs.h"
+
+/* Marks an incoming QoS 2 delivery that is accepted and waits for the sender's settle. */
+static char held_marker;
+/* Marks an incoming delivery refused while partial (too large): drain, then reject. */
+static char oversize_marker;
+
+/* ------------------------------------------------------------------ */
+/* Group commit                                                        */
+/* ------------------------------------------------------------------ */
+
+static void commit_cb(evutil_socket_t fd, short what, void *arg) { subs_batch_commit(arg); }
+
+void subs_batch_touch(subs_service_t *svc)
+{
+    if (svc->commit_ev && !event_pending(svc->commit_ev, EV_TIMEOUT, NULL))
+        event_active(svc->commit_ev, EV_TIMEOUT, 0);
+}
+
+void subs_batch_commit(subs_service_t *svc)
+{
+    gw_err_t err = GW_OK;
+    if (gw_subs_store_in_batch(svc->store)) {
+        err = gw_subs_store_commit(svc->store);
+        svc->commits++;
+    }
+    if (err != GW_OK)
+        GW_LOG_ERROR(SUBS_MOD, NULL, "store commit failed: %zu publications released",
+                     svc->npending);
+    for (size_t i = 0; i < svc->npending; i++) {
+        subs_pending_t *p = &svc->pending[i];
+        if (err != GW_OK) {
+            /* Not durable: "not processed", the sender may retry (spec 3.11). */
+            gw_amqp_settle(p->dlv, PN_RELEASED, NULL, NULL);
+            pn_link_flow(p->sl->link, 1);
+        } else if (p->keep_open) {
+            pn_delivery_update(p->dlv, PN_ACCEPTED);
+            pn_delivery_set_context(p->dlv, &held_marker);
+            if (pn_delivery_settled(p->dlv)) { /* the sender settled meanwhile */
+                pn_delivery_settle(p->dlv);
+                pn_link_flow(p->sl->link, 1);
+            }
+            gw_amqp_conn_flush(p->sl->sc->conn);
+        } else {
+            gw_amqp_settle(p->dlv, PN_ACCEPTED, NULL, NULL);
+            pn_link_flow(p->sl->link, 1);
+        }
+    }
+    svc->npending = 0;
+    svc->batch_msgs = 0;
+}
+
+gw_err_t subs_defer_accept(subs_service_t *svc, subs_link_t *sl, pn_delivery_t *dlv,
+                           bool keep_open)
+{
+    if (svc->npending == svc->cappending) {
+        size_t cap = svc->cappending ? svc->cappending * 2 : 256;
+        subs_pending_t *p = realloc(svc->pending, cap * sizeof *p);
+        if (!p)
+            return GW_ERR_NOMEM;
+        svc->pending = p;
+        svc->cappending = cap;
+    }
+    svc->pending[svc->npending++] = (subs_pending_t){dlv, sl, keep_open};
+    pn_delivery_set_context(dlv, NULL);
+    subs_batch_touch(svc);
+    if (svc->npending >= (size_t)svc->cfg->batch_max)
+        subs_batch_commit(svc);
+    return GW_OK;
+}
+
+/* Drop waiting settlements of a link that is going away (its deliveries die with it). */
+static void pending_purge(subs_service_t *svc, subs_link_t *sl)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < svc->npending; i++)
+        if (svc->pending[i].sl != sl)
+            svc->pending[j++] = svc->pending[i];
+    svc->npending = j;
+}
+
+/* ------------------------------------------------------------------ */
+/* Links                                                               */
+/* ------------------------------------------------------------------ */
+
+static void link_refuse(pn_link_t *link, const char *cond, const char *desc)
+{
+    pn_terminus_copy(pn_link_source(link), pn_link_remote_source(link));
+    pn_terminus_copy(pn_link_target(link), pn_link_remote_target(link));
+    pn_link_open(link);
+    gw_amqp_link_close(link, cond, desc);
+    GW_LOG_INFO(SUBS_MOD, pn_link_name(link), "link refused: %s %s", cond, desc);
+}
+
+static subs_link_t *link_new(subs_conn_t *sc, pn_link_t *link, subs_link_kind_t kind)
+{
+    subs_link_t *sl = calloc(1, sizeof *sl);
+    if (!sl)
+        return NULL;
+    sl->kind = kind;
+    sl->sc = sc;
+    sl->link = link;
+    pn_link_set_context(link, sl);
+    return sl;
+}
+
+/* The link is gone (detached, closed, its session ended or the connection
+ * lost): detach it from its session; free our context. */
+static void link_lost(subs_service_t *svc, subs_link_t *sl)
+{
+    subs_session_t *s = sl->session;
+    switch (sl->kind) {
+    case SL_OUT_PUB:
+        if (s && s->out == sl) {
+            subs_session_out_lost(svc, s);
+            /* A transient session ends with its L4 (spec 5.2 Delivery 3). */
+            if (!s->persistent) {
+                GW_LOG_DEBUG(SUBS_MOD, s->id, "transient session ended");
+                subs_session_destroy(svc, s, false);
+            }
+        }
+        break;
+    case SL_OUT_CTL:
+        if (s && s->ctl == sl) {
+            s->ctl = NULL;
+            /* A transient session without its L4 has nobody left. */
+            if (!s->persistent && !s->out)
+                subs_session_destroy(svc, s, false);
+        }
+        break;
+    case SL_OUT_NATIVE:
+        if (s)
+            subs_session_destroy(svc, s, false);
+        break;
+    default:
+        pending_purge(svc, sl);
+        break;
+    }
+    if (sl->link)
+        pn_link_set_context(sl->link, NULL);
+    free(sl->topic);
+    free(sl->client);
+    free(sl);
+}
+
+static bool addr_reserved(subs_service_t *svc, const char *a)
+{
+    return strncmp(a, svc->addrs.subctrl, strlen(svc->addrs.subctrl)) == 0 ||
+           strncmp(a, svc->addrs.to_prefix, strlen(svc->addrs.to_prefix)) == 0 ||
+           strcmp(a, svc->addrs.lwt) == 0;
+}
+
+/* The peer sends to us. */
+static void attach_incoming(subs_conn_t *sc, pn_link_t *link)
+{
+    subs_service_t *svc = sc->svc;
+    const char *t = pn_terminus_get_address(pn_link_remote_target(link));
+    subs_link_kind_t kind = SL_TOPIC;
+    gw_spec_client_addr_t which;
+    const char *id = NULL;
+    size_t idlen = 0;
+    int64_t credit = svc->cfg->link_credit;
+
+    if (t && strcmp(t, svc->addrs.subctrl) == 0) {
+        kind = SL_CONTROL;
+        credit = 100;
+    } else if (t && gw_spec_addr_parse(&svc->addrs, t, strlen(t), &which, &id, &idlen) == GW_OK &&
+               which == GW_SPEC_ADDR_PUBREL) {
+        kind = SL_PUBREL;
+        credit = 100;
+    } else if (t) {
+        gw_err_t err = gw_topic_name_validate(NULL, t, strlen(t));
+        if (err != GW_OK) {
+            char why[256];
+            snprintf(why, sizeof why, "target '%.100s' is not a topic name: %s", t,
+                     gw_err_str(err));
+            link_refuse(link, "amqp:invalid-field", why);
+            return;
+        }
+    }
+    subs_link_t *sl = link_new(sc, link, kind);
+    if (!sl || (kind == SL_TOPIC && t && !(sl->topic = strdup(t))) ||
+        (kind == SL_PUBREL && !(sl->client = strndup(id, idlen)))) {
+        if (sl)
+            link_lost(svc, sl);
+        link_refuse(link, "amqp:resource-limit-exceeded", "out of memory");
+        return;
+    }
+    pn_terminus_copy(pn_link_source(link), pn_link_remote_source(link));
+    pn_terminus_copy(pn_link_target(link), pn_link_remote_target(link));
+    pn_link_set_snd_settle_mode(link, pn_link_remote_snd_settle_mode(link));
+    /* QoS 2 publishers ask for rcv-settle-mode second (L7); honour it. */
+    pn_link_set_rcv_settle_mode(link, kind == SL_TOPIC &&
+                                              pn_link_remote_rcv_settle_mode(link) == PN_RCV_SECOND
+                                          ? PN_RCV_SECOND
+                                          : PN_RCV_FIRST);
+    pn_link_set_max_message_size(link, (uint64_t)svc->cfg->max_message_size);
+    pn_link_open(link);
+    pn_link_flow(link, (int)credit);
+}
+
+/* The peer receives from us. */
+static void attach_outgoing(subs_conn_t *sc, pn_link_t *link)
+{
+    subs_service_t *svc = sc->svc;
+    const char *src = pn_terminus_get_address(pn_link_remote_source(link));
+    gw_spec_client_addr_t which;
+    const char *id;
+    size_t idlen;
+
+    if (!src) {
+        link_refuse(link, "amqp:invalid-field", "a receiver needs a source address");
+        return;
+    }
+    if (gw_spec_addr_parse(&svc->addrs, src, strlen(src), &which, &id, &idlen) == GW_OK &&
+        which != GW_SPEC_ADDR_PUBREL) {
+        subs_session_t *s = subs_session_get(svc, id, idlen);
+        subs_link_t *sl = s ? link_new(sc, link, which == GW_SPEC_ADDR_CONTROL ? SL_OUT_CTL
+                                                                               : SL_OUT_PUB)
+                            : NULL;
+        if (!sl) {
+            link_refuse(link, "amqp:resource-limit-exceeded", "out of memory");
+            return;
+        }
+        subs_link_t **slot = which == GW_SPEC_ADDR_CONTROL ? &s->ctl : &s->out;
+        if (*slot) {
+            /* One session per client id across all gateways: the newest
+             * link wins (MQTT-3.1.4-2, spec 5.2 Delivery 4). */
+            subs_link_t *old = *slot;
+            svc->stolen++;
+            GW_LOG_INFO(SUBS_MOD, s->id, "%s stolen by a newer link (peer %s)", src,
+                        gw_amqp_conn_peer(sc->conn));
+            if (which == GW_SPEC_ADDR_PUBLISH)
+                subs_session_out_lost(svc, s);
+            old->session = NULL;
+            *slot = NULL;
+            gw_amqp_link_close(old->link, GW_SPEC_COND_STOLEN,
+                               "a newer link for this client id attached");
+            if (old->sc != sc)
+                gw_amqp_conn_flush(old->sc->conn);
+        }
+        sl->session = s;
+        *slot = sl;
+        pn_terminus_copy(pn_link_source(link), pn_link_remote_source(link));
+        pn_terminus_copy(pn_link_target(link), pn_link_remote_target(link));
+        pn_link_set_snd_settle_mode(link, pn_link_remote_snd_settle_mode(link) == PN_SND_SETTLED
+                                              ? PN_SND_MIXED
+                                              : pn_link_remote_snd_settle_mode(link));
+        pn_link_set_rcv_settle_mode(link, PN_RCV_FIRST);
+        pn_link_open(link);
+        GW_LOG_DEBUG(SUBS_MOD, s->id, "%s attached peer=%s", src, gw_amqp_conn_peer(sc->conn));
+        return;
+    }
+    /* A native receiver on a topic filter (spec 2.6, L9). */
+    gw_err_t err = gw_topic_filter_validate(NULL, src, strlen(src));
+    if (err != GW_OK) {
+        char why[256];
+        snprintf(why, sizeof why, "source '%.100s' is not a topic filter: %s", src,
+                 gw_err_str(err));
+        link_refuse(link, "amqp:invalid-field", why);
+        return;
+    }
+    if (addr_reserved(svc, src)) {
+        link_refuse(link, "amqp:not-found", "reserved address");
+        return;
+    }
+    bool settled = pn_link_remote_snd_settle_mode(link) == PN_SND_SETTLED;
+    subs_session_t *s = subs_session_new_native(svc);
+    subs_link_t *sl = s ? link_new(sc, link, SL_OUT_NATIVE) : NULL;
+    if (!sl || subs_session_sub_add(svc, s, src, strlen(src), settled ? 0 : 1, false) != GW_OK) {
+        if (sl)
+            link_lost(svc, sl);
+        else
+            subs_session_destroy(svc, s, false);
+        link_refuse(link, "amqp:resource-limit-exceeded", "out of memory");
+        return;
+    }
+    sl->session = s;
+    s->out = sl;
+    pn_terminus_copy(pn_link_source(link), pn_link_remote_source(link));
+    pn_terminus_copy(pn_link_target(link), pn_link_remote_target(link));
+    pn_link_set_snd_settle_mode(link, settled ? PN_SND_SETTLED : PN_SND_UNSETTLED);
+    pn_link_set_rcv_settle_mode(link, PN_RCV_FIRST);
+    pn_link_open(link);
+    /* Retained messages matching the filter first (spec 2.6). */
+    subs_retained_deliver(svc, s, src, strlen(src), settled ? 0 : 1);
+}
+
+static void on_link_end(subs_conn_t *sc, pn_link_t *link, bool closed)
+{
+    subs_link_t *sl = pn_link_get_context(link);
+    if (sl)
+        link_lost(sc->svc, sl);
+    if (!(pn_link_state(link) & PN_LOCAL_CLOSED)) {
+        if (closed)
+            pn_link_close(link);
+        else
+            pn_link_detach(link);
+    }
+    pn_link_free(link);
+}
+
+/* ------------------------------------------------------------------ */
+/* Deliveries                                                          */
+/* ------------------------------------------------------------------ */
+
+static void publication(subs_service_t *svc, subs_link_t *sl, pn_delivery_t *dlv,
+                        bool presettled)
+{
+    gw_spec_msg_t m;
+    char why[512] = "";
+    /* spec 2.6: on a topic address the link target is the topic, and any
+     * subject is a publication. */
+    pn_message_set_subject(svc->in, NULL);
+    if (sl->topic)
+        pn_message_set_address(svc->in, sl->topic);
+    gw_err_t err = gw_spec_decode_kinds(svc->in, GW_SPEC_KIND_BIT(GW_SPEC_PUBLISH), &m, why,
+                                        sizeof why);
+    if (err != GW_OK) {
+        svc->malformed++;
+        if (!why[0])
+            snprintf(why, sizeof why, "%s", gw_err_str(err));
+        GW_LOG_WARN(SUBS_MOD, pn_link_name(sl->link), "publication refused: %s", why);
+        if (presettled)
+            pn_delivery_settle(dlv);
+        else
+            gw_amqp_settle(dlv, PN_REJECTED, gw_err_amqp_condition(err), why);
+        pn_link_flow(sl->link, 1);
+        return;
+    }
+    if (addr_reserved(svc, m.publish.topic.ptr)) {
+        gw_spec_msg_clear(&m);
+        if (presettled)
+            pn_delivery_settle(dlv);
+        else
+            gw_amqp_settle(dlv, PN_REJECTED, "amqp:not-found", "reserved topic");
+        pn_link_flow(sl->link, 1);
+        return;
+    }
+    err = subs_fabric_publish(svc, &m.publish);
+    gw_spec_msg_clear(&m);
+    if (presettled) {
+        pn_delivery_settle(dlv);
+        pn_link_flow(sl->link, 1);
+        return;
+    }
+    if (err != GW_OK) {
+        gw_amqp_settle(dlv, err == GW_ERR_NOMEM ? PN_RELEASED : PN_REJECTED,
+                       err == GW_ERR_NOMEM ? NULL : "amqp:internal-error", gw_err_str(err));
+        pn_link_flow(sl->link, 1);
+        return;
+    }
+    bool keep_open = pn_link_rcv_settle_mode(sl->link) == PN_RCV_SECOND;
+    if (gw_subs_store_in_batch(svc->store) || keep_open) {
+        if (subs_defer_accept(svc, sl, dlv, keep_open) == GW_OK)
+            return;
+        subs_batch_commit(svc);
+        if (keep_open) {
+            pn_delivery_update(dlv, PN_ACCEPTED);
+            pn_delivery_set_context(dlv, &held_marker);
+            return;
+        }
+    }
+    gw_amqp_settle(dlv, PN_ACCEPTED, NULL, NULL);
+    pn_link_flow(sl->link, 1);
+}
+
+static void incoming_delivery(subs_service_t *svc, subs_link_t *sl, pn_delivery_t *dlv)
+{
+    pn_link_t *link = sl->link;
+    void *ctx = pn_delivery_get_context(dlv);
+
+    if (ctx == &held_marker) {
+        /* QoS 2: accepted earlier; the sender's settle ends it. */
+        if (pn_delivery_settled(dlv)) {
+            pn_delivery_settle(dlv);
+            pn_link_flow(link, 1);
+        }
+        return;
+    }
+    if (!pn_delivery_readable(dlv) && !pn_delivery_partial(dlv))
+        return;
+    if (pn_delivery_aborted(dlv)) {
+        if (pn_link_current(link) == dlv)
+            pn_link_advance(link);
+        pn_delivery_settle(dlv);
+        pn_link_flow(link, 1);
+        return;
+    }
+    size_t max = (size_t)svc->cfg->max_message_size;
+    if (ctx == &oversize_marker || pn_delivery_pending(dlv) > max) {
+        /* Discard what arrives (memory stays bounded), refuse once complete. */
+        char scratch[4096];
+        while (pn_link_recv(link, scratch, sizeof scratch) > 0)
+            ;
+        if (pn_delivery_partial(dlv)) {
+            pn_delivery_set_context(dlv, &oversize_marker);
+            return;
+        }
+        pn_link_advance(link);
+        svc->malformed++;
+        char why[128];
+        snprintf(why, sizeof why, "message exceeds max-message-size %zu bytes", max);
+        if (pn_delivery_settled(dlv))
+            pn_delivery_settle(dlv);
+        else
+            gw_amqp_settle(dlv, PN_REJECTED, "amqp:link:message-size-exceeded", why);
+        pn_link_flow(link, 1);
+        return;
+    }
+    if (pn_delivery_partial(dlv))
+        return;
+    gw_err_t err = gw_amqp_recv(sl->sc->conn, dlv, svc->in, max);
+    if (err == GW_ERR_AGAIN)
+        return;
+    if (pn_link_current(link) == dlv)
+        pn_link_advance(link);
+    bool presettled = pn_delivery_settled(dlv);
+    if (err != GW_OK) {
+        svc->malformed++;
+        GW_LOG_WARN(SUBS_MOD, pn_link_name(link), "message refused: %s", gw_err_str(err));
+        if (presettled)
+            pn_delivery_settle(dlv);
+        else
+            gw_amqp_settle(dlv, PN_REJECTED,
+                           err == GW_ERR_LIMIT ? "amqp:link:message-size-exceeded"
+                                               : gw_err_amqp_condition(err),
+                           gw_err_str(err));
+        pn_link_flow(link, 1);
+        return;
+    }
+    if (sl->kind == SL_TOPIC) {
+        publication(svc, sl, dlv, presettled);
+    } else if (presettled) {
+        /* Control messages need an outcome: a pre-settled one cannot be answered. */
+        svc->malformed++;
+        GW_LOG_WARN(SUBS_MOD, pn_link_name(link), "pre-settled control message dropped");
+        pn_delivery_settle(dlv);
+        pn_link_flow(link, 1);
+    } else {
+        subs_control_delivery(svc, sl, dlv);
+    }
+}
+
+static void on_delivery(subs_conn_t *sc, pn_delivery_t *dlv)
+{
+    subs_service_t *svc = sc->svc;
+    pn_link_t *link = pn_delivery_link(dlv);
+    subs_link_t *sl = pn_link_get_context(link);
+    if (!sl) {
+        /* A link we refused or no longer track. */
+        if (pn_link_is_receiver(link) && pn_delivery_readable(dlv) && !pn_delivery_partial(dlv)) {
+            if (pn_link_current(link) == dlv)
+                pn_link_advance(link);
+            gw_amqp_settle(dlv, PN_RELEASED, NULL, NULL);
+        } else if (pn_delivery_settled(dlv) || pn_delivery_remote_state(dlv)) {
+            pn_delivery_settle(dlv);
+        }
+        return;
+    }
+    switch (sl->kind) {
+    case SL_OUT_PUB:
+    case SL_OUT_NATIVE:
+        subs_session_outcome(svc, sl, dlv);
+        break;
+    case SL_OUT_CTL:
+        if (pn_delivery_settled(dlv) || pn_delivery_remote_state(dlv))
+            pn_delivery_settle(dlv);
+        break;
+    default:
+        incoming_delivery(svc, sl, dlv);
+        break;
+    }
+}
+
+static void on_flow(subs_conn_t *sc, pn_link_t *link)
+{
+    subs_link_t *sl = pn_link_get_context(link);
+    if (!sl || !sl->session || !pn_link_is_sender(link))
+        return;
+    if (sl->kind == SL_OUT_CTL)
+        subs_control_flush(sc->svc, sl->session);
+    else
+        subs_session_pump(sc->svc, sl->session);
+}
+
+/* ------------------------------------------------------------------ */
+/* Connections                                                         */
+/* ------------------------------------------------------------------ */
+
+/* Every link of pn (or only those of ssn) is gone. */
+static void links_lost(subs_service_t *svc, pn_connection_t *pn, pn_session_t *ssn)
+{
+    if (!pn)
+        return;
+    for (pn_link_t *l = pn_link_head(pn, 0); l; l = pn_link_next(l, 0)) {
+        if (ssn && pn_link_session(l) != ssn)
+            continue;
+        subs_link_t *sl = pn_link_get_context(l);
+        if (sl)
+            link_lost(svc, sl);
+    }
+}
+
+static void svc_on_event(gw_amqp_conn_t *conn, pn_event_t *ev, void *ctx)
+{
+    subs_conn_t *sc = ctx;
+    switch (pn_event_type(ev)) {
+    case PN_SESSION_REMOTE_OPEN: {
+        pn_session_t *ssn = pn_event_session(ev);
+        if (pn_session_state(ssn) & PN_LOCAL_UNINIT)
+            pn_session_open(ssn);
+        break;
+    }
+    case PN_SESSION_REMOTE_CLOSE: {
+        pn_session_t *ssn = pn_event_session(ev);
+        links_lost(sc->svc, pn_session_connection(ssn), ssn);
+        if (!(pn_session_state(ssn) & PN_LOCAL_CLOSED))
+            pn_session_close(ssn);
+        break;
+    }
+    case PN_LINK_REMOTE_OPEN: {
+        pn_link_t *link = pn_event_link(ev);
+        if (!(pn_link_state(link) & PN_LOCAL_UNINIT))
+            break;
+        if (sc->svc->stopping)
+            link_refuse(link, "amqp:connection:forced", "subscription service stopping");
+        else if (pn_link_is_receiver(link))
+            attach_incoming(sc, link);
+        else
+            attach_outgoing(sc, link);
+        break;
+    }
+    case PN_LINK_REMOTE_CLOSE:
+        on_link_end(sc, pn_event_link(ev), true);
+        break;
+    case PN_LINK_REMOTE_DETACH:
+        on_link_end(sc, pn_event_link(ev), false);
+        break;
+    case PN_LINK_FLOW:
+        on_flow(sc, pn_event_link(ev));
+        break;
+    case PN_DELIVERY:
+        on_delivery(sc, pn_event_delivery(ev));
+        break;
+    default:
+        break;
+    }
+}
+
+static void svc_maybe_done(subs_service_t *svc)
+{
+    if (svc->stopping && !svc->conns)
+        event_base_loopbreak(svc->base);
+}
+
+static void svc_on_state(gw_amqp_conn_t *conn, gw_amqp_state_t st, const char *cond,
+                         const char *desc, void *ctx)
+{
+    subs_conn_t *sc = ctx;
+    subs_service_t *svc = sc->svc;
+    switch (st) {
+    case GW_AMQP_UP:
+        GW_LOG_INFO(SUBS_MOD, NULL, "connection up peer=%s%s", gw_amqp_conn_peer(conn),
+                    sc->outgoing ? " (router)" : "");
+        break;
+    case GW_AMQP_DOWN:
+        GW_LOG_INFO(SUBS_MOD, NULL, "connection down peer=%s: %s %s", gw_amqp_conn_peer(conn),
+                    cond ? cond : "closed", desc ? desc : "");
+        links_lost(svc, gw_amqp_conn_pn(conn), NULL);
+        break;
+    case GW_AMQP_CLOSED:
+        links_lost(svc, gw_amqp_conn_pn(conn), NULL);
+        if (sc->prev)
+            sc->prev->next = sc->next;
+        else
+            svc->conns = sc->next;
+        if (sc->next)
+            sc->next->prev = sc->prev;
+        free(sc);
+        svc_maybe_done(svc);
+        break;
+    }
+}
+
+static const gw_amqp_handler_t svc_handler = {svc_on_event, svc_on_state};
+
+static subs_conn_t *conn_new(subs_service_t *svc, bool outgoing)
+{
+    subs_conn_t *sc = calloc(1, sizeof *sc);
+    if (!sc)
+        return NULL;
+    sc->svc = svc;
+    sc->outgoing = outgoing;
+    sc->next = svc->conns;
+    if (svc->conns)
+        svc->conns->prev = sc;
+    svc->conns = sc;
+    return sc;
+}
+
+static void svc_accept(gw_amqp_listener_t *lst, gw_amqp_conn_t *conn, void *ctx)
+{
+    subs_service_t *svc = ctx;
+    subs_conn_t *sc = svc->stopping ? NULL : conn_new(svc, false);
+    if (!sc) {
+        gw_amqp_conn_destroy(conn);
+        return;
+    }
+    sc->conn = conn;
+    gw_amqp_conn_set_handler(conn, &svc_handler, sc);
+}
+
+/* ------------------------------------------------------------------ */
+/* Recovery                                                            */
+/* ------------------------------------------------------------------ */
+
+typedef struct load_state {
+    subs_service_t *svc;
+    subs_msg_t **msgs; /* by ascending store id */
+    int64_t *ids;
+    size_t nmsgs, cap;
+    size_t nsessions, nsubs, nretained, nqueued;
+} load_state_t;
+
+static gw_err_t load_session(const char *id, void *ctx)
+{
+    load_state_t *ls = ctx;
+    subs_session_t *s = subs_session_get(ls->svc, id, strlen(id));
+    if (!s)
+        return GW_ERR_NOMEM;
+    s->persistent = true;
+    ls->nsessions++;
+    return GW_OK;
+}
+
+static gw_err_t load_sub(const char *id, const char *f, size_t flen, uint8_t qos, void *ctx)
+{
+    load_state_t *ls = ctx;
+    subs_session_t *s = subs_session_find(ls->svc, id, strlen(id));
+    if (!s || gw_topic_filter_validate(NULL, f, flen) != GW_OK)
+        return GW_OK; /* orphan or corrupt row: ignored */
+    ls->nsubs++;
+    return subs_session_sub_add(ls->svc, s, f, flen, qos, false);
+}
+
+static gw_err_t load_retained(const char *t, size_t tlen, const void *p, size_t plen,
+                              uint8_t qos, void *ctx)
+{
+    load_state_t *ls = ctx;
+    subs_msg_t *m = subs_msg_new(t, tlen, p, plen, qos);
+    if (!m)
+        return GW_ERR_NOMEM;
+    m->refs = 1;
+    gw_err_t err = subs_retained_set(ls->svc, m, false);
+    subs_msg_unref(ls->svc, m);
+    ls->nretained++;
+    return err;
+}
+
+static gw_err_t load_msg(int64_t id, const char *t, size_t tlen, const void *p, size_t plen,
+                         uint8_t qos, void *ctx)
+{
+    load_state_t *ls = ctx;
+    if (ls->nmsgs == ls->cap) {
+        size_t cap = ls->cap ? ls->cap * 2 : 256;
+        subs_msg_t **m = realloc(ls->msgs, cap * sizeof *m);
+        if (!m)
+            return GW_ERR_NOMEM;
+        ls->msgs = m;
+        int64_t *ids = realloc(ls->ids, cap * sizeof *ids);
+        if (!ids)
+            return GW_ERR_NOMEM;
+        ls->ids = ids;
+        ls->cap = cap;
+    }
+    subs_msg_t *m = subs_msg_new(t, tlen, p, plen, qos);
+    if (!m)
+        return GW_ERR_NOMEM;
+    m->refs = 1; /* the loader's, dropped after the queue is loaded */
+    m->store_id = id;
+    ls->msgs[ls->nmsgs] = m;
+    ls->ids[ls->nmsgs++] = id;
+    return GW_OK;
+}
+
+static gw_err_t load_queue(int64_t seq, const char *id, int64_t msg_id, uint8_t qos,
+                           uint16_t pkt_id, bool retain, int state, void *ctx)
+{
+    load_state_t *ls = ctx;
+    subs_session_t *s = subs_session_find(ls->svc, id, strlen(id));
+    size_t lo = 0, hi = ls->nmsgs;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ls->ids[mid] < msg_id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (!s || lo >= ls->nmsgs || ls->ids[lo] != msg_id || (qos > 0 && !pkt_id))
+        return GW_OK;
+    ls->nqueued++;
+    return subs_session_restore(ls->svc, s, ls->msgs[lo], seq, qos, pkt_id, retain, state);
+}
+
+static gw_err_t svc_recover(subs_service_t *svc)
+{
+    load_state_t ls = {.svc = svc};
+    gw_err_t err = gw_subs_store_load(svc->store, load_session, load_sub, load_retained,
+                                      load_msg, load_queue, &ls);
+    for (size_t i = 0; i < ls.nmsgs; i++)
+        subs_msg_unref(svc, ls.msgs[i]);
+    free(ls.msgs);
+    free(ls.ids);
+    if (err == GW_OK)
+        GW_LOG_INFO(SUBS_MOD, NULL,
+                    "recovered sessions=%zu subscriptions=%zu retained=%zu queued=%zu", ls.nsessions,
+                    ls.nsubs, ls.nretained, ls.nqueued);
+    return err;
+}
+
+/* ------------------------------------------------------------------ */
+/* Start and stop                                                      */
+/* ------------------------------------------------------------------ */
+
+static void amqp_opts(const subs_config_t *cfg, bool incoming, gw_amqp_opts_t *o)
+{
+    memset(o, 0, sizeof *o);
+    o->container_id = cfg->container_id;
+    o->idle_timeout_ms = (uint32_t)cfg->idle_timeout;
+    if (!incoming)
+        o->reconnect = true;
+}
+
+gw_err_t subs_service_start(struct event_base *base, const subs_config_t *cfg,
+                            subs_service_t **out)
+{
+    gw_err_t err;
+    gw_amqp_opts_t opts;
+    subs_service_t *svc = calloc(1, sizeof *svc);
+
+    *out = NULL;
+    if (!svc)
+        return GW_ERR_NOMEM;
+    svc->base = base;
+    svc->cfg = cfg;
+    svc->addrs = gw_spec_default_addrs;
+    svc->addrs.subctrl = cfg->control_address;
+    svc->addrs.to_prefix = cfg->to_prefix;
+    svc->addrs.pubrel_prefix = cfg->pubrel_prefix;
+    svc->nbuckets = 64;
+    svc->buckets = calloc(svc->nbuckets, sizeof *svc->buckets);
+    svc->nrbuckets = 64;
+    svc->rbuckets = calloc(svc->nrbuckets, sizeof *svc->rbuckets);
+    svc->index = gw_topic_index_new();
+    svc->in = pn_message();
+    svc->out = pn_message();
+    svc->commit_ev = event_new(base, -1, 0, commit_cb, svc);
+    if (!svc->buckets || !svc->rbuckets || !svc->index || !svc->in || !svc->out ||
+        !svc->commit_ev) {
+        err = GW_ERR_NOMEM;
+        goto cleanup;
+    }
+    err = gw_subs_store_open(cfg->store, cfg->store_sync == 1, &svc->store);
+    if (err != GW_OK)
+        goto cleanup;
+    err = svc_recover(svc);
+    if (err != GW_OK)
+        goto cleanup;
+    if (cfg->listen) {
+        char host[256];
+        uint16_t port;
+        err = gw_config_parse_hostport(cfg->listen, host, sizeof host, &port);
+        if (err != GW_OK)
+            goto cleanup;
+        amqp_opts(cfg, true, &opts);
+        svc->lst = gw_amqp_listen(base, host, port, &opts, true, svc_accept, svc, &err);
+        if (!svc->lst) {
+            GW_LOG_ERROR(SUBS_MOD, NULL, "cannot listen on %s: %s", cfg->listen,
+                         gw_err_str(err));
+            if (err == GW_OK)
+                err = GW_ERR_IO;
+            goto cleanup;
+        }
+    }
+    if (cfg->connect) {
+        subs_conn_t *sc = conn_new(svc, true);
+        if (!sc) {
+            err = GW_ERR_NOMEM;
+            goto cleanup;
+        }
+        amqp_opts(cfg, false, &opts);
+        sc->conn = gw_amqp_connect(base, cfg->connect, &opts, &svc_handler, sc, &err);
+        if (!sc->conn) {
+            GW_LOG_ERROR(SUBS_MOD, NULL, "cannot connect to %s: %s", cfg->connect,
+                         gw_err_str(err));
+            if (err == GW_OK)
+                err = GW_ERR_AMQP;
+            goto cleanup;
+        }
+    }
+    *out = svc;
+    svc = NULL;
+    err = GW_OK;
+cleanup:
+    subs_service_free(svc);
+    return err;
+}
+
+uint16_t subs_service_port(const subs_service_t *svc)
+{
+    return svc->lst ? gw_amqp_listener_port(svc->lst) : 0;
+}
+
+static void stop_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    subs_service_t *svc = arg;
+    GW_LOG_WARN(SUBS_MOD, NULL, "peers did not close in time; closing anyway");
+    event_base_loopbreak(svc->base);
+}
+
+void subs_service_stop(subs_service_t *svc)
+{
+    if (svc->stopping)
+        return;
+    svc->stopping = true;
+    subs_batch_commit(svc);
+    GW_LOG_INFO(SUBS_MOD, NULL, "stopping: state committed");
+    if (svc->lst) {
+        gw_amqp_listener_free(svc->lst);
+        svc->lst = NULL;
+    }
+    subs_conn_t *next;
+    for (subs_conn_t *sc = svc->conns; sc; sc = next) {
+        next = sc->next;
+        if (sc->conn)
+            gw_amqp_conn_close(sc->conn, NULL, NULL);
+    }
+    svc->stop_timer = evtimer_new(svc->base, stop_timeout, svc);
+    if (svc->stop_timer) {
+        struct timeval tv = {.tv_sec = 3};
+        evtimer_add(svc->stop_timer, &tv);
+    }
+    svc_maybe_done(svc);
+}
+
+void subs_service_free(subs_service_t *svc)
+{
+    if (!svc)
+        return;
+    svc->stopping = true;
+    if (svc->lst)
+        gw_amqp_listener_free(svc->lst);
+    while (svc->conns) {
+        subs_conn_t *sc = svc->conns;
+        svc->conns = sc->next;
+        if (sc->conn) {
+            links_lost(svc, gw_amqp_conn_pn(sc->conn), NULL);
+            gw_amqp_conn_destroy(sc->conn);
+        }
+        free(sc);
+    }
+    if (svc->store)
+        subs_batch_commit(svc);
+    if (svc->buckets) {
+        for (size_t i = 0; i < svc->nbuckets; i++)
+            while (svc->buckets[i])
+                subs_session_destroy(svc, svc->buckets[i], false);
+        free(svc->buckets);
+    }
+    subs_retained_free_all(svc);
+    gw_topic_index_free(svc->index);
+    if (svc->commit_ev)
+        event_free(svc->commit_ev);
+    if (svc->stop_timer)
+        event_free(svc->stop_timer);
+    if (svc->in)
+        pn_message_free(svc->in);
+    if (svc->out)
+        pn_message_free(svc->out);
+    free(svc->pending);
+    free(svc->match);
+    GW_LOG_INFO(SUBS_MOD, NULL,
+                "stats published=%llu delivered=%llu dropped=%llu malformed=%llu stolen=%llu "
+                "commits=%llu",
+                (unsigned long long)svc->published, (unsigned long long)svc->delivered,
+                (unsigned long long)svc->dropped, (unsigned long long)svc->malformed,
+                (unsigned long long)svc->stolen, (unsigned long long)svc->commits);
+    gw_subs_store_close(svc->store);
+    free(svc);
+}

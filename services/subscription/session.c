@@ -1,0 +1,590 @@
+/*
+ * session.c - sessions, their queues, packet ids and delivery on L4 / L9.
+ *
+ * A session's queue holds, in order, every copy owed to the client: copies
+ * in flight on the out link (dlv set), copies waiting for credit, and (QoS
+ * 2) copies whose AMQP_PUBREL was accepted. A persistent session's QoS 1/2
+ * copies (and QoS 0 ones with --queue-qos0) have a queue row in the store;
+ * the payload is one msgs row shared by every queue row.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <proton/delivery.h>
+#include <proton/disposition.h>
+
+#include "gw/log.h"
+#include "subs.h"
+
+int64_t subs_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+size_t subs_hash(const char *s, size_t len)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+    return (size_t)h;
+}
+
+/* ------------------------------------------------------------------ */
+/* Messages                                                            */
+/* ------------------------------------------------------------------ */
+
+subs_msg_t *subs_msg_new(const char *topic, size_t tlen, const void *payload, size_t plen,
+                         uint8_t qos)
+{
+    subs_msg_t *m = malloc(sizeof *m + tlen + 1 + plen);
+    if (!m)
+        return NULL;
+    m->refs = 0;
+    m->durable_refs = 0;
+    m->store_id = 0;
+    m->qos = qos;
+    m->topic_len = tlen;
+    m->payload_len = plen;
+    m->topic = m->data;
+    memcpy(m->topic, topic, tlen);
+    m->topic[tlen] = '\0';
+    m->payload = m->data + tlen + 1;
+    if (plen)
+        memcpy(m->payload, payload, plen);
+    return m;
+}
+
+void subs_msg_unref(subs_service_t *svc, subs_msg_t *m)
+{
+    if (!m || --m->refs > 0)
+        return;
+    free(m);
+}
+
+/* ------------------------------------------------------------------ */
+/* Session table                                                       */
+/* ------------------------------------------------------------------ */
+
+subs_session_t *subs_session_find(subs_service_t *svc, const char *id, size_t len)
+{
+    subs_session_t *s = svc->buckets[subs_hash(id, len) & (svc->nbuckets - 1)];
+    for (; s; s = s->hnext)
+        if (strlen(s->id) == len && memcmp(s->id, id, len) == 0)
+            return s;
+    return NULL;
+}
+
+static void session_grow(subs_service_t *svc)
+{
+    size_t n = svc->nbuckets * 2;
+    subs_session_t **b = calloc(n, sizeof *b);
+    if (!b)
+        return; /* longer chains, still correct */
+    for (size_t i = 0; i < svc->nbuckets; i++) {
+        subs_session_t *s = svc->buckets[i], *next;
+        for (; s; s = next) {
+            next = s->hnext;
+            size_t k = subs_hash(s->id, strlen(s->id)) & (n - 1);
+            s->hnext = b[k];
+            b[k] = s;
+        }
+    }
+    free(svc->buckets);
+    svc->buckets = b;
+    svc->nbuckets = n;
+}
+
+static subs_session_t *session_alloc(subs_service_t *svc, const char *id, size_t len)
+{
+    subs_session_t *s = calloc(1, sizeof *s + len + 1);
+    if (!s)
+        return NULL;
+    memcpy(s->id, id, len);
+    s->id[len] = '\0';
+    s->svc = svc;
+    s->next_pid = 1;
+    return s;
+}
+
+subs_session_t *subs_session_get(subs_service_t *svc, const char *id, size_t len)
+{
+    subs_session_t *s = subs_session_find(svc, id, len);
+    if (s)
+        return s;
+    if (memchr(id, '\0', len))
+        return NULL;
+    s = session_alloc(svc, id, len);
+    if (!s)
+        return NULL;
+    if (svc->nsessions >= svc->nbuckets)
+        session_grow(svc);
+    size_t k = subs_hash(id, len) & (svc->nbuckets - 1);
+    s->hnext = svc->buckets[k];
+    svc->buckets[k] = s;
+    svc->nsessions++;
+    return s;
+}
+
+subs_session_t *subs_session_new_native(subs_service_t *svc)
+{
+    subs_session_t *s = session_alloc(svc, "", 0);
+    if (s) {
+        s->native = true;
+        s->ready = true;
+    }
+    return s;
+}
+
+bool subs_session_online(const subs_session_t *s) { return s->out != NULL; }
+
+/* ------------------------------------------------------------------ */
+/* Packet ids                                                          */
+/* ------------------------------------------------------------------ */
+
+static bool pid_test(const subs_session_t *s, uint16_t pid)
+{
+    return s->pid_map && (s->pid_map[pid >> 3] & (1u << (pid & 7)));
+}
+
+static gw_err_t pid_mark(subs_session_t *s, uint16_t pid)
+{
+    if (!s->pid_map && !(s->pid_map = calloc(65536 / 8, 1)))
+        return GW_ERR_NOMEM;
+    s->pid_map[pid >> 3] |= (uint8_t)(1u << (pid & 7));
+    return GW_OK;
+}
+
+static void pid_free(subs_session_t *s, uint16_t pid)
+{
+    if (pid && s->pid_map)
+        s->pid_map[pid >> 3] &= (uint8_t)~(1u << (pid & 7));
+}
+
+/* A packet id unique among the session's unacknowledged copies (1..65535). */
+static uint16_t pid_alloc(subs_session_t *s)
+{
+    for (uint32_t i = 0; i < 65535; i++) {
+        uint16_t pid = s->next_pid;
+        s->next_pid = (uint16_t)(pid == 65535 ? 1 : pid + 1);
+        if (!pid_test(s, pid))
+            return pid_mark(s, pid) == GW_OK ? pid : 0;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Queue                                                               */
+/* ------------------------------------------------------------------ */
+
+static void q_append(subs_session_t *s, subs_qentry_t *e)
+{
+    e->next = NULL;
+    e->prev = s->qtail;
+    if (s->qtail)
+        s->qtail->next = e;
+    else
+        s->qhead = e;
+    s->qtail = e;
+    s->qcount++;
+    s->qbytes += e->msg->payload_len;
+}
+
+/* Unlink and free e; durable: delete its store rows. */
+static void q_remove(subs_service_t *svc, subs_session_t *s, subs_qentry_t *e, bool durable)
+{
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        s->qhead = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        s->qtail = e->prev;
+    s->qcount--;
+    s->qbytes -= e->msg->payload_len;
+    pid_free(s, e->pkt_id);
+    if (e->dlv) {
+        pn_delivery_set_context(e->dlv, NULL);
+        e->dlv = NULL;
+    }
+    if (e->seq) {
+        subs_msg_t *m = e->msg;
+        if (durable) {
+            gw_subs_store_queue_delete(svc->store, e->seq);
+            subs_batch_touch(svc);
+        }
+        if (m->durable_refs && --m->durable_refs == 0 && m->store_id) {
+            if (durable)
+                gw_subs_store_msg_delete(svc->store, m->store_id);
+            m->store_id = 0;
+        }
+    }
+    subs_msg_unref(svc, e->msg);
+    free(e);
+}
+
+static void drop_log(subs_service_t *svc, subs_session_t *s)
+{
+    svc->dropped++;
+    s->drops++;
+    svc->drops_unlogged++;
+    int64_t now = subs_now_ms();
+    /* At most one WARN line per second: a flood of drops stays readable. */
+    if (now - svc->last_drop_log_ms >= 1000) {
+        GW_LOG_WARN(SUBS_MOD, s->id[0] ? s->id : "(native)",
+                    "queue full (max-queued-messages=%lld max-queued-bytes=%lld policy=%s): "
+                    "%llu messages dropped since last report, %llu total",
+                    (long long)svc->cfg->max_queued_messages,
+                    (long long)svc->cfg->max_queued_bytes,
+                    svc->cfg->overflow_policy == SUBS_OVERFLOW_DROP_OLDEST ? "drop-oldest"
+                                                                           : "drop-new",
+                    (unsigned long long)svc->drops_unlogged, (unsigned long long)svc->dropped);
+        svc->last_drop_log_ms = now;
+        svc->drops_unlogged = 0;
+    }
+}
+
+static bool q_full(subs_service_t *svc, subs_session_t *s, size_t add)
+{
+    return s->qcount >= (size_t)svc->cfg->max_queued_messages ||
+           s->qbytes + add > (size_t)svc->cfg->max_queued_bytes;
+}
+
+gw_err_t subs_session_enqueue(subs_service_t *svc, subs_session_t *s, subs_msg_t *msg,
+                              uint8_t qos, bool retain)
+{
+    bool online = subs_session_online(s) || s->native;
+    if (qos == 0 && !online && !svc->cfg->queue_qos0)
+        return GW_OK; /* MQTT-3.1.2-5: QoS 0 MAY be dropped for offline clients */
+    while (q_full(svc, s, msg->payload_len)) {
+        subs_qentry_t *victim = NULL;
+        if (svc->cfg->overflow_policy == SUBS_OVERFLOW_DROP_OLDEST)
+            for (victim = s->qhead; victim && (victim->dlv || victim->state != GW_SUBS_Q_QUEUED);
+                 victim = victim->next)
+                ;
+        drop_log(svc, s);
+        if (!victim)
+            return GW_OK; /* drop-new (or nothing droppable) */
+        q_remove(svc, s, victim, true);
+    }
+    subs_qentry_t *e = calloc(1, sizeof *e);
+    if (!e)
+        return GW_ERR_NOMEM;
+    e->msg = msg;
+    e->qos = qos;
+    e->retain = retain;
+    e->state = GW_SUBS_Q_QUEUED;
+    if (qos > 0 && !s->native) {
+        e->pkt_id = pid_alloc(s);
+        if (!e->pkt_id) {
+            free(e);
+            drop_log(svc, s);
+            return GW_OK;
+        }
+    }
+    /* Durable: the persistent session's copy must survive a crash before
+     * the publisher hears `accepted` (spec 5.2 step 6). */
+    if (s->persistent && !s->native && (qos > 0 || svc->cfg->queue_qos0)) {
+        gw_err_t err = GW_OK;
+        if (!msg->store_id)
+            err = gw_subs_store_msg_put(svc->store, msg->topic, msg->topic_len, msg->payload,
+                                        msg->payload_len, msg->qos, &msg->store_id);
+        if (err == GW_OK)
+            err = gw_subs_store_queue_put(svc->store, s->id, msg->store_id, qos, e->pkt_id,
+                                          retain, GW_SUBS_Q_QUEUED, &e->seq);
+        subs_batch_touch(svc);
+        if (err != GW_OK) {
+            pid_free(s, e->pkt_id);
+            free(e);
+            return err;
+        }
+        msg->durable_refs++;
+    }
+    msg->refs++;
+    q_append(s, e);
+    subs_session_pump(svc, s);
+    return GW_OK;
+}
+
+gw_err_t subs_session_restore(subs_service_t *svc, subs_session_t *s, subs_msg_t *msg,
+                              int64_t seq, uint8_t qos, uint16_t pkt_id, bool retain, int state)
+{
+    subs_qentry_t *e = calloc(1, sizeof *e);
+    if (!e)
+        return GW_ERR_NOMEM;
+    e->msg = msg;
+    e->seq = seq;
+    e->qos = qos;
+    e->retain = retain;
+    e->pkt_id = pkt_id;
+    e->state = (uint8_t)(state == GW_SUBS_Q_RELEASED ? GW_SUBS_Q_RELEASED
+                         : state == GW_SUBS_Q_SENT  ? GW_SUBS_Q_SENT
+                                                    : GW_SUBS_Q_QUEUED);
+    /* Sent before the restart: the next transfer is a redelivery (DUP). */
+    e->dcount = e->state != GW_SUBS_Q_QUEUED ? 1 : 0;
+    if (pkt_id && pid_mark(s, pkt_id) != GW_OK) {
+        free(e);
+        return GW_ERR_NOMEM;
+    }
+    msg->refs++;
+    msg->durable_refs++;
+    q_append(s, e);
+    return GW_OK;
+}
+
+static void session_clear_queue(subs_service_t *svc, subs_session_t *s, bool durable)
+{
+    while (s->qhead)
+        q_remove(svc, s, s->qhead, durable);
+}
+
+static void session_clear_subs(subs_service_t *svc, subs_session_t *s)
+{
+    while (s->subs) {
+        subs_sub_t *sub = s->subs;
+        s->subs = sub->next;
+        gw_topic_index_remove(svc->index, sub->filter, sub->len, s);
+        free(sub);
+    }
+    s->nsubs = 0;
+}
+
+void subs_session_clear(subs_service_t *svc, subs_session_t *s)
+{
+    session_clear_subs(svc, s);
+    session_clear_queue(svc, s, s->persistent);
+    if (s->persistent) {
+        gw_subs_store_session_delete(svc->store, s->id);
+        subs_batch_touch(svc);
+    }
+    s->persistent = false;
+    free(s->pid_map);
+    s->pid_map = NULL;
+    s->next_pid = 1;
+}
+
+void subs_session_destroy(subs_service_t *svc, subs_session_t *s, bool durable)
+{
+    if (!s)
+        return;
+    if (!s->native) {
+        subs_session_t **pp = &svc->buckets[subs_hash(s->id, strlen(s->id)) & (svc->nbuckets - 1)];
+        while (*pp && *pp != s)
+            pp = &(*pp)->hnext;
+        if (*pp) {
+            *pp = s->hnext;
+            svc->nsessions--;
+        }
+    }
+    if (s->ctl)
+        s->ctl->session = NULL;
+    if (s->out)
+        s->out->session = NULL;
+    session_clear_subs(svc, s);
+    session_clear_queue(svc, s, durable);
+    free(s->pid_map);
+    free(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* Subscriptions                                                       */
+/* ------------------------------------------------------------------ */
+
+subs_sub_t *subs_session_sub_find(subs_session_t *s, const char *f, size_t len)
+{
+    for (subs_sub_t *sub = s->subs; sub; sub = sub->next)
+        if (sub->len == len && memcmp(sub->filter, f, len) == 0)
+            return sub;
+    return NULL;
+}
+
+gw_err_t subs_session_sub_add(subs_service_t *svc, subs_session_t *s, const char *f,
+                              size_t len, uint8_t qos, bool durable)
+{
+    subs_sub_t *sub = subs_session_sub_find(s, f, len);
+    gw_err_t err = gw_topic_index_add(svc->index, f, len, s, qos, NULL);
+    if (err != GW_OK)
+        return err;
+    if (!sub) {
+        sub = malloc(sizeof *sub + len + 1);
+        if (!sub) {
+            gw_topic_index_remove(svc->index, f, len, s);
+            return GW_ERR_NOMEM;
+        }
+        memcpy(sub->filter, f, len);
+        sub->filter[len] = '\0';
+        sub->len = len;
+        sub->next = s->subs;
+        s->subs = sub;
+        s->nsubs++;
+    }
+    sub->qos = qos; /* MQTT-3.8.4-3: replaces the existing subscription */
+    if (durable && s->persistent) {
+        err = gw_subs_store_sub_put(svc->store, s->id, f, len, qos);
+        subs_batch_touch(svc);
+    }
+    return err;
+}
+
+void subs_session_sub_remove(subs_service_t *svc, subs_session_t *s, const char *f, size_t len)
+{
+    for (subs_sub_t **pp = &s->subs; *pp; pp = &(*pp)->next) {
+        subs_sub_t *sub = *pp;
+        if (sub->len == len && memcmp(sub->filter, f, len) == 0) {
+            *pp = sub->next;
+            gw_topic_index_remove(svc->index, f, len, s);
+            if (s->persistent) {
+                gw_subs_store_sub_delete(svc->store, s->id, f, len);
+                subs_batch_touch(svc);
+            }
+            free(sub);
+            s->nsubs--;
+            return;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Delivery                                                            */
+/* ------------------------------------------------------------------ */
+
+static gw_err_t send_entry(subs_service_t *svc, subs_session_t *s, subs_qentry_t *e,
+                           pn_link_t *link, bool *done)
+{
+    gw_err_t err;
+    pn_delivery_t *dlv = NULL;
+    *done = false;
+    if (e->state == GW_SUBS_Q_RELEASED) {
+        /* Release resend (spec 3.10): subject pubrel, the client's packet id. */
+        err = gw_spec_encode_pubrel(svc->out, e->pkt_id);
+    } else {
+        gw_spec_publish_t p = {
+            .topic = {e->msg->topic, e->msg->topic_len},
+            .payload = {e->msg->payload, e->msg->payload_len},
+            .qos = e->qos,
+            .retain = e->retain,
+            .delivery_count = e->dcount,
+            .has_message_id = e->pkt_id != 0,
+            .message_id = e->pkt_id,
+        };
+        err = gw_spec_encode_publish(svc->out, &p);
+    }
+    if (err != GW_OK)
+        return err;
+    /* QoS 0 goes pre-settled where the receiver allows it (mixed/settled). */
+    bool presettled = e->qos == 0 && e->state != GW_SUBS_Q_RELEASED &&
+                      pn_link_snd_settle_mode(link) != PN_SND_UNSETTLED;
+    err = gw_amqp_send(NULL, link, svc->out, presettled, &dlv);
+    if (err != GW_OK)
+        return err;
+    svc->delivered++;
+    e->dcount++;
+    if (presettled) {
+        *done = true;
+        return GW_OK;
+    }
+    e->dlv = dlv;
+    pn_delivery_set_context(dlv, e);
+    if (e->seq && e->state == GW_SUBS_Q_QUEUED) {
+        /* Remember it was transferred: after a crash it goes out with DUP. */
+        e->state = GW_SUBS_Q_SENT;
+        gw_subs_store_queue_state(svc->store, e->seq, GW_SUBS_Q_SENT);
+        subs_batch_touch(svc);
+    } else if (e->state == GW_SUBS_Q_QUEUED) {
+        e->state = GW_SUBS_Q_SENT;
+    }
+    return GW_OK;
+}
+
+void subs_session_pump(subs_service_t *svc, subs_session_t *s)
+{
+    if (!s->ready || !s->out || !s->out->link)
+        return;
+    pn_link_t *link = s->out->link;
+    if (!(pn_link_state(link) & PN_LOCAL_ACTIVE) || !(pn_link_state(link) & PN_REMOTE_ACTIVE))
+        return;
+    subs_qentry_t *e = s->qhead, *next;
+    for (; e && pn_link_credit(link) > 0; e = next) {
+        next = e->next;
+        if (e->dlv)
+            continue;
+        bool done;
+        gw_err_t err = send_entry(svc, s, e, link, &done);
+        if (err != GW_OK) {
+            GW_LOG_WARN(SUBS_MOD, s->id, "cannot send to %s: %s", pn_link_name(link),
+                        gw_err_str(err));
+            break;
+        }
+        if (done)
+            q_remove(svc, s, e, true);
+    }
+}
+
+void subs_session_out_lost(subs_service_t *svc, subs_session_t *s)
+{
+    subs_qentry_t *e = s->qhead, *next;
+    for (; e; e = next) {
+        next = e->next;
+        if (!e->dlv)
+            continue;
+        e->dlv = NULL; /* freed with the link; dcount already says DUP */
+        if (e->qos == 0)
+            q_remove(svc, s, e, true); /* at most once: never redelivered */
+    }
+    s->out = NULL;
+    s->ready = s->native;
+}
+
+void subs_session_outcome(subs_service_t *svc, subs_link_t *sl, pn_delivery_t *dlv)
+{
+    subs_qentry_t *e = pn_delivery_get_context(dlv);
+    uint64_t state = pn_delivery_remote_state(dlv);
+    bool settled = pn_delivery_settled(dlv);
+    subs_session_t *s = sl->session;
+
+    if (!state && !settled)
+        return; /* non-terminal update */
+    if (!e || !s) {
+        if (settled || state)
+            pn_delivery_settle(dlv);
+        return;
+    }
+    e->dlv = NULL;
+    pn_delivery_set_context(dlv, NULL);
+    pn_delivery_settle(dlv);
+    switch (state) {
+    case PN_RELEASED:
+    case PN_MODIFIED:
+        /* Not processed: send again later (delivery-count already + 1). */
+        break;
+    case PN_REJECTED:
+        GW_LOG_WARN(SUBS_MOD, s->id, "delivery of packet id %u rejected by the receiver: "
+                    "dropped", (unsigned)e->pkt_id);
+        q_remove(svc, s, e, true);
+        break;
+    default: /* accepted, or settled without outcome: the client has it */
+        q_remove(svc, s, e, true);
+        break;
+    }
+    subs_session_pump(svc, s);
+}
+
+gw_err_t subs_session_release(subs_service_t *svc, subs_session_t *s, uint64_t pkt_id)
+{
+    for (subs_qentry_t *e = s->qhead; e; e = e->next) {
+        if (e->pkt_id == pkt_id && e->qos == 2) {
+            if (e->state == GW_SUBS_Q_RELEASED)
+                return GW_OK;
+            e->state = GW_SUBS_Q_RELEASED;
+            if (e->seq) {
+                subs_batch_touch(svc);
+                return gw_subs_store_queue_state(svc->store, e->seq, GW_SUBS_Q_RELEASED);
+            }
+            return GW_OK;
+        }
+    }
+    return GW_OK; /* a repeat after a failure (spec 5.2): accept */
+}

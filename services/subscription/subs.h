@@ -1,0 +1,253 @@
+/*
+ * subs.h - internals of subscription-service (not a public API).
+ *
+ * Module map:
+ *   config.c       option table (env prefix SUBS_) and checks
+ *   service.c      connections, link attach/detach, event dispatch, group commit
+ *   control.c      AMQP_LIST / CLOSE / SUBSCRIBE / UNSUBSCRIBE / PUBREL
+ *   fabric.c       publication intake: retain, matching, fan-out
+ *   session.c      sessions, per-client queues, packet ids, delivery on L4/L9
+ *   retained.c     retained messages (memory map + store)
+ *   store_sqlite.c durable state (store.h)
+ *
+ * Ownership: a subs_msg_t (one publication) is stored once and reference
+ * counted by every queue entry and the retained map that holds it; no
+ * subscriber copies its payload. Everything runs on one event loop.
+ */
+#ifndef GW_SUBS_H
+#define GW_SUBS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+
+#include "gw/amqp.h"
+#include "gw/config.h"
+#include "gw/error.h"
+#include "gw/spec.h"
+#include "gw/topic.h"
+#include "store.h"
+
+#define SUBS_MOD "subs"
+
+/* ---------------- configuration ---------------- */
+
+enum { SUBS_OVERFLOW_DROP_NEW = 0, SUBS_OVERFLOW_DROP_OLDEST = 1 };
+
+typedef struct subs_config {
+    char *listen;
+    char *connect;
+    char *store;
+    int store_sync; /* 0 normal, 1 full */
+    int64_t max_queued_messages;
+    int64_t max_queued_bytes;
+    bool queue_qos0;
+    int overflow_policy;
+    int64_t link_credit;
+    int64_t max_message_size;
+    int64_t batch_max;
+    char *control_address;
+    char *to_prefix;
+    char *pubrel_prefix;
+    int64_t idle_timeout;
+    char *container_id;
+    int log_level;
+    int log_format;
+} subs_config_t;
+
+extern const gw_config_spec_t subs_config_spec;
+gw_err_t subs_config_check(const subs_config_t *cfg, char *why, size_t whylen);
+
+/* ---------------- objects ---------------- */
+
+typedef struct subs_service subs_service_t;
+typedef struct subs_conn subs_conn_t;
+typedef struct subs_session subs_session_t;
+
+typedef struct subs_msg {
+    uint32_t refs;         /* holders: queue entries, the retained map */
+    uint32_t durable_refs; /* stored queue rows pointing at store_id */
+    int64_t store_id;      /* row in msgs, 0 = not stored */
+    uint8_t qos;           /* as published */
+    size_t topic_len, payload_len;
+    char *topic;   /* NUL-terminated, in data[] */
+    char *payload; /* in data[] */
+    char data[];
+} subs_msg_t;
+
+typedef struct subs_qentry {
+    struct subs_qentry *prev, *next;
+    subs_msg_t *msg;
+    int64_t seq;      /* queue row, 0 = in memory only */
+    uint16_t pkt_id;  /* 0 for QoS 0 */
+    uint8_t qos;      /* delivery QoS = min(published, granted) */
+    bool retain;      /* sent because of a new subscription */
+    uint8_t state;    /* GW_SUBS_Q_* */
+    uint32_t dcount;  /* transfers so far (delivery-count of the next one) */
+    pn_delivery_t *dlv; /* in flight on the session's current out link */
+} subs_qentry_t;
+
+typedef struct subs_sub {
+    struct subs_sub *next;
+    uint8_t qos;
+    size_t len;
+    char filter[];
+} subs_sub_t;
+
+typedef enum subs_link_kind {
+    SL_CONTROL,  /* peer sends to $mqtt.subscriptionservice */
+    SL_PUBREL,   /* peer sends to $mqtt.<id>.pubrel */
+    SL_TOPIC,    /* peer sends to a topic (or anonymous relay: topic NULL) */
+    SL_OUT_CTL,  /* we send $mqtt.to.<id>.control */
+    SL_OUT_PUB,  /* we send $mqtt.to.<id>.publish */
+    SL_OUT_NATIVE, /* we send to a native receiver on a filter */
+} subs_link_kind_t;
+
+typedef struct subs_link {
+    subs_link_kind_t kind;
+    subs_conn_t *sc;
+    pn_link_t *link;
+    subs_session_t *session; /* OUT_*: the session it serves (NULL once stolen) */
+    char *topic;             /* SL_TOPIC: target address (NULL: anonymous relay) */
+    char *client;            /* SL_PUBREL: client id */
+} subs_link_t;
+
+struct subs_session {
+    struct subs_session *hnext;
+    subs_service_t *svc;
+    bool persistent; /* durable: LIST seen, no CLOSE since */
+    bool native;     /* a native receiver's subscription (not in the hash) */
+    subs_sub_t *subs;
+    size_t nsubs;
+    subs_qentry_t *qhead, *qtail;
+    size_t qcount, qbytes;
+    subs_link_t *ctl;  /* $mqtt.to.<id>.control sender */
+    subs_link_t *out;  /* $mqtt.to.<id>.publish sender (or the native link) */
+    bool subs_due;     /* AMQP_SUBSCRIPTIONS to send on ctl */
+    bool present;      /* its x-opt-session-present */
+    bool ready;        /* SUBSCRIPTIONS sent (or native): deliveries may flow */
+    uint64_t match_gen;
+    uint8_t match_qos;
+    uint8_t *pid_map;  /* 65536 bits, lazily allocated */
+    uint16_t next_pid;
+    uint64_t drops;
+    char id[];
+};
+
+struct subs_conn {
+    subs_conn_t *prev, *next;
+    subs_service_t *svc;
+    gw_amqp_conn_t *conn;
+    bool outgoing;
+};
+
+/* A delivery to settle once the batch is committed. */
+typedef struct subs_pending {
+    pn_delivery_t *dlv;
+    subs_link_t *sl;
+    bool keep_open; /* rcv-settle second: update to accepted, settle when the sender does */
+} subs_pending_t;
+
+typedef struct subs_ret {
+    struct subs_ret *hnext;
+    subs_msg_t *msg;
+} subs_ret_t;
+
+struct subs_service {
+    struct event_base *base;
+    const subs_config_t *cfg;
+    gw_spec_addrs_t addrs;
+    gw_subs_store_t *store;
+    gw_topic_index_t *index;
+    gw_amqp_listener_t *lst;
+    subs_conn_t *conns;
+    subs_session_t **buckets; /* sessions by client id */
+    size_t nbuckets, nsessions;
+    subs_ret_t **rbuckets; /* retained by topic */
+    size_t nrbuckets, nretained;
+    pn_message_t *in, *out;
+    subs_pending_t *pending; /* settle after commit */
+    size_t npending, cappending;
+    size_t batch_msgs;
+    struct event *commit_ev;
+    struct event *stop_timer;
+    subs_session_t **match; /* fan-out scratch */
+    size_t nmatch, capmatch;
+    uint64_t gen;
+    bool stopping;
+    uint64_t drops_unlogged;
+    int64_t last_drop_log_ms;
+    /* counters (logged at exit) */
+    uint64_t published, delivered, dropped, malformed, stolen, commits;
+};
+
+/* ---------------- service.c ---------------- */
+gw_err_t subs_service_start(struct event_base *base, const subs_config_t *cfg,
+                            subs_service_t **out);
+uint16_t subs_service_port(const subs_service_t *svc);
+void subs_service_stop(subs_service_t *svc);
+void subs_service_free(subs_service_t *svc);
+/** Make sure the batch is committed at the end of this loop iteration. */
+void subs_batch_touch(subs_service_t *svc);
+/** Commit the batch now and settle every delivery waiting for it. */
+void subs_batch_commit(subs_service_t *svc);
+/** Settle dlv accepted once the current batch is committed. */
+gw_err_t subs_defer_accept(subs_service_t *svc, subs_link_t *sl, pn_delivery_t *dlv,
+                           bool keep_open);
+
+/* ---------------- session.c ---------------- */
+subs_session_t *subs_session_find(subs_service_t *svc, const char *id, size_t len);
+subs_session_t *subs_session_get(subs_service_t *svc, const char *id, size_t len);
+subs_session_t *subs_session_new_native(subs_service_t *svc);
+/** Remove from the hash and the index, drop its queue (durably if stored), free. */
+void subs_session_destroy(subs_service_t *svc, subs_session_t *s, bool durable);
+/** Discard subscriptions and queue (durably for a persistent session). */
+void subs_session_clear(subs_service_t *svc, subs_session_t *s);
+subs_sub_t *subs_session_sub_find(subs_session_t *s, const char *f, size_t len);
+gw_err_t subs_session_sub_add(subs_service_t *svc, subs_session_t *s, const char *f,
+                              size_t len, uint8_t qos, bool durable);
+void subs_session_sub_remove(subs_service_t *svc, subs_session_t *s, const char *f, size_t len);
+/** Queue one copy of msg for s at qos (already min(published, granted)). */
+gw_err_t subs_session_enqueue(subs_service_t *svc, subs_session_t *s, subs_msg_t *msg,
+                              uint8_t qos, bool retain);
+/** Restore a stored queue row (start-up). */
+gw_err_t subs_session_restore(subs_service_t *svc, subs_session_t *s, subs_msg_t *msg,
+                              int64_t seq, uint8_t qos, uint16_t pkt_id, bool retain, int state);
+/** Send what the out link's credit allows. */
+void subs_session_pump(subs_service_t *svc, subs_session_t *s);
+/** The out link is gone: in-flight copies become unacknowledged (DUP next time). */
+void subs_session_out_lost(subs_service_t *svc, subs_session_t *s);
+/** A disposition arrived for a delivery on an out link. */
+void subs_session_outcome(subs_service_t *svc, subs_link_t *sl, pn_delivery_t *dlv);
+/** AMQP_PUBREL for pkt_id: mark released (durably). */
+gw_err_t subs_session_release(subs_service_t *svc, subs_session_t *s, uint64_t pkt_id);
+bool subs_session_online(const subs_session_t *s);
+
+subs_msg_t *subs_msg_new(const char *topic, size_t tlen, const void *payload, size_t plen,
+                         uint8_t qos);
+void subs_msg_unref(subs_service_t *svc, subs_msg_t *m);
+
+/* ---------------- retained.c ---------------- */
+gw_err_t subs_retained_set(subs_service_t *svc, subs_msg_t *msg, bool durable);
+gw_err_t subs_retained_clear(subs_service_t *svc, const char *topic, size_t tlen);
+/** Queue the retained messages matching filter to s (retain flag set). */
+void subs_retained_deliver(subs_service_t *svc, subs_session_t *s, const char *filter,
+                           size_t flen, uint8_t granted);
+void subs_retained_free_all(subs_service_t *svc);
+
+/* ---------------- fabric.c ---------------- */
+/** Take one publication: retain, match, fan out. */
+gw_err_t subs_fabric_publish(subs_service_t *svc, const gw_spec_publish_t *p);
+
+/* ---------------- control.c ---------------- */
+/** A complete message on an SL_CONTROL or SL_PUBREL link (decoded from svc->in). */
+void subs_control_delivery(subs_service_t *svc, subs_link_t *sl, pn_delivery_t *dlv);
+/** Send AMQP_SUBSCRIPTIONS if due and possible; then start deliveries. */
+void subs_control_flush(subs_service_t *svc, subs_session_t *s);
+
+/* ---------------- util ---------------- */
+int64_t subs_now_ms(void);
+size_t subs_hash(const char *s, size_t len);
+#endif

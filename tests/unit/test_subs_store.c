@@ -1,0 +1,205 @@
+/*
+ * test_subs_store.c - the Subscription Service's SQLite store
+ * (services/subscription/store_sqlite.c), compiled into this test since
+ * unit tests link with gwcore only.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "../../services/subscription/store_sqlite.c"
+
+typedef struct fixture {
+    char dir[64];
+    char path[128];
+    gw_subs_store_t *st;
+} fixture_t;
+
+static int setup(void **state)
+{
+    fixture_t *f = calloc(1, sizeof *f);
+    if (!f)
+        return -1;
+    strcpy(f->dir, "/tmp/test_subs_store.XXXXXX");
+    if (!mkdtemp(f->dir)) {
+        free(f);
+        return -1;
+    }
+    snprintf(f->path, sizeof f->path, "%s/subs.db", f->dir);
+    if (gw_subs_store_open(f->path, false, &f->st) != GW_OK) {
+        free(f);
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture_t *f = *state;
+    char p[192];
+    gw_subs_store_close(f->st);
+    static const char *const suffix[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s%s", f->path, suffix[i]);
+        unlink(p);
+    }
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static void reopen(fixture_t *f)
+{
+    gw_subs_store_close(f->st);
+    f->st = NULL;
+    assert_int_equal(gw_subs_store_open(f->path, false, &f->st), GW_OK);
+}
+
+/* What a load reports, flattened into text for exact comparisons. */
+typedef struct seen {
+    char text[4096];
+    size_t len;
+} seen_t;
+
+static void add(seen_t *s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(s->text + s->len, sizeof s->text - s->len, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        s->len += (size_t)n;
+}
+
+static gw_err_t on_session(const char *id, void *ctx)
+{
+    add(ctx, "S %s;", id);
+    return GW_OK;
+}
+static gw_err_t on_sub(const char *id, const char *f, size_t flen, uint8_t qos, void *ctx)
+{
+    add(ctx, "F %s %.*s %u;", id, (int)flen, f, qos);
+    return GW_OK;
+}
+static gw_err_t on_ret(const char *t, size_t tlen, const void *p, size_t plen, uint8_t qos,
+                       void *ctx)
+{
+    add(ctx, "R %.*s %.*s %u;", (int)tlen, t, (int)plen, (const char *)p, qos);
+    return GW_OK;
+}
+static gw_err_t on_msg(int64_t id, const char *t, size_t tlen, const void *p, size_t plen,
+                       uint8_t qos, void *ctx)
+{
+    add(ctx, "M %lld %.*s %.*s %u;", (long long)id, (int)tlen, t, (int)plen, (const char *)p,
+        qos);
+    return GW_OK;
+}
+static gw_err_t on_queue(int64_t seq, const char *id, int64_t msg_id, uint8_t qos,
+                         uint16_t pkt_id, bool retain, int state, void *ctx)
+{
+    add(ctx, "Q %lld %s %lld %u %u %d %d;", (long long)seq, id, (long long)msg_id, qos, pkt_id,
+        (int)retain, state);
+    return GW_OK;
+}
+
+static void load(fixture_t *f, seen_t *s)
+{
+    memset(s, 0, sizeof *s);
+    assert_int_equal(gw_subs_store_load(f->st, on_session, on_sub, on_ret, on_msg, on_queue, s),
+                     GW_OK);
+}
+
+static void test_roundtrip_after_reopen(void **state)
+{
+    fixture_t *f = *state;
+    int64_t mid = 0, q1 = 0, q2 = 0;
+    seen_t s;
+
+    assert_int_equal(gw_subs_store_session_put(f->st, "c.1"), GW_OK);
+    assert_true(gw_subs_store_in_batch(f->st));
+    assert_int_equal(gw_subs_store_sub_put(f->st, "c.1", "a/+", 3, 1), GW_OK);
+    assert_int_equal(gw_subs_store_sub_put(f->st, "c.1", "a/+", 3, 2), GW_OK); /* replace */
+    assert_int_equal(gw_subs_store_sub_put(f->st, "c.1", "b/#xx", 3, 0), GW_OK); /* len 3 */
+    assert_int_equal(gw_subs_store_retained_put(f->st, "r/1", 3, "old", 3, 1), GW_OK);
+    assert_int_equal(gw_subs_store_retained_put(f->st, "r/1", 3, "new", 3, 0), GW_OK);
+    assert_int_equal(gw_subs_store_retained_put(f->st, "r/2", 3, "gone", 4, 2), GW_OK);
+    assert_int_equal(gw_subs_store_retained_delete(f->st, "r/2", 3), GW_OK);
+    assert_int_equal(gw_subs_store_msg_put(f->st, "t/x", 3, "pay", 3, 2, &mid), GW_OK);
+    assert_true(mid > 0);
+    assert_int_equal(gw_subs_store_queue_put(f->st, "c.1", mid, 2, 7, false, GW_SUBS_Q_QUEUED,
+                                             &q1), GW_OK);
+    assert_int_equal(gw_subs_store_queue_put(f->st, "c.1", mid, 1, 65535, true,
+                                             GW_SUBS_Q_QUEUED, &q2), GW_OK);
+    assert_true(q2 > q1);
+    assert_int_equal(gw_subs_store_queue_state(f->st, q1, GW_SUBS_Q_RELEASED), GW_OK);
+    assert_int_equal(gw_subs_store_commit(f->st), GW_OK);
+    assert_false(gw_subs_store_in_batch(f->st));
+    reopen(f);
+    load(f, &s);
+    char want[512];
+    snprintf(want, sizeof want,
+             "S c.1;F c.1 a/+ 2;F c.1 b/# 0;R r/1 new 0;M %lld t/x pay 2;"
+             "Q %lld c.1 %lld 2 7 0 2;Q %lld c.1 %lld 1 65535 1 0;",
+             (long long)mid, (long long)q1, (long long)mid, (long long)q2, (long long)mid);
+    assert_string_equal(s.text, want);
+}
+
+static void test_uncommitted_batch_is_lost_and_orphans_swept(void **state)
+{
+    fixture_t *f = *state;
+    int64_t mid = 0, q = 0;
+    seen_t s;
+
+    assert_int_equal(gw_subs_store_session_put(f->st, "k"), GW_OK);
+    assert_int_equal(gw_subs_store_msg_put(f->st, "t", 1, "a", 1, 1, &mid), GW_OK);
+    assert_int_equal(gw_subs_store_queue_put(f->st, "k", mid, 1, 1, false, 0, &q), GW_OK);
+    assert_int_equal(gw_subs_store_commit(f->st), GW_OK);
+    /* session delete removes subs and queue rows; the msgs row is then an
+     * orphan that the next open sweeps */
+    assert_int_equal(gw_subs_store_session_delete(f->st, "k"), GW_OK);
+    assert_int_equal(gw_subs_store_commit(f->st), GW_OK);
+    /* a batch never committed (crash) leaves no trace */
+    assert_int_equal(gw_subs_store_session_put(f->st, "lost"), GW_OK);
+    uint64_t w = gw_subs_store_writes(f->st);
+    assert_true(w >= 5);
+    sqlite3_exec(f->st->db, "ROLLBACK", NULL, NULL, NULL); /* as a crash would */
+    f->st->in_batch = false;
+    reopen(f);
+    load(f, &s);
+    assert_string_equal(s.text, "");
+}
+
+static void test_commit_without_batch_is_noop(void **state)
+{
+    fixture_t *f = *state;
+    assert_int_equal(gw_subs_store_commit(f->st), GW_OK);
+    assert_int_equal(gw_subs_store_writes(f->st), 0);
+}
+
+static void test_open_bad_path(void **state)
+{
+    (void)state;
+    gw_subs_store_t *st = (gw_subs_store_t *)1;
+    assert_int_equal(gw_subs_store_open("/nonexistent-dir/x/y.db", false, &st), GW_ERR_STORE);
+    assert_null(st);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_roundtrip_after_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_uncommitted_batch_is_lost_and_orphans_swept, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_commit_without_batch_is_noop, setup, teardown),
+        cmocka_unit_test(test_open_bad_path),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
