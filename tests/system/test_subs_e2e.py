@@ -114,6 +114,11 @@ def test_persistent_session_offline_delivery(stack):
     for i in range(3):
         pub.publish("off/x", b"m%d" % i, 1 if i < 2 else 2)
     pub.publish("off/x", b"q0", 0)
+    # QoS 0 has no ack: publish a QoS 1 message on a topic nobody holds and
+    # wait for its PUBACK. Both travel in order over one MQTT and one AMQP
+    # connection, so once it is acknowledged the service has handled q0
+    # while the subscriber was still offline.
+    pub.publish("sync/x", b"s", 1)
     s2 = client("e2e-persist", clean=False)
     assert (s2.rc, s2.present) == (0, 1)
     got = [s2.get()[:3] for _ in range(3)]
