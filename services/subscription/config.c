@@ -9,8 +9,6 @@
 
 static const char *const subs_sync_values[] = {"normal", "full", NULL};
 static const char *const subs_overflow_values[] = {"drop-new", "drop-oldest", NULL};
-static const char *const subs_log_levels[] = {"error", "warn", "info", "debug", "trace", NULL};
-static const char *const subs_log_formats[] = {"text", "json", NULL};
 
 #define OPT(name, type, field, min, max, def, help)                                           \
     {name, type, offsetof(subs_config_t, field), min, max, def, NULL, help}
@@ -18,11 +16,7 @@ static const char *const subs_log_formats[] = {"text", "json", NULL};
     {name, GW_CFG_ENUM, offsetof(subs_config_t, field), 0, 0, def, values, help}
 
 static const gw_config_opt_t subs_opts[] = {
-    OPT("listen", GW_CFG_STRING, listen, 0, 300, NULL,
-        "HOST:PORT to accept AMQP connections from gateways and native peers (port 0 = "
-        "ephemeral), e.g. 127.0.0.1:5673"),
-    OPT("connect", GW_CFG_STRING, connect, 0, 2048, NULL,
-        "amqp[s]://HOST:PORT of a router to attach to as a route-container"),
+    GW_SVC_CONFIG_OPTS(subs_config_t, common),
     OPT("store", GW_CFG_STRING, store, 1, 4096, "subscription-service.db",
         "SQLite database path (WAL)"),
     OPT_ENUM("store-sync", store_sync, "full", subs_sync_values,
@@ -44,18 +38,15 @@ static const gw_config_opt_t subs_opts[] = {
     OPT("batch-max", GW_CFG_INT, batch_max, 1, 100000, "512",
         "commit the store batch once this many publications wait for it (else once per loop "
         "iteration)"),
+    OPT("transient-timeout", GW_CFG_DURATION, transient_timeout, 1, 86400000, "30s",
+        "a transient session created by a control message for a client that attaches no "
+        "link (or whose links are gone) is dropped after this time"),
     OPT("control-address", GW_CFG_STRING, control_address, 1, 256, "$mqtt.subscriptionservice",
         "address of the control link (AMQP_LIST/CLOSE/SUBSCRIBE/UNSUBSCRIBE)"),
     OPT("to-prefix", GW_CFG_STRING, to_prefix, 1, 256, "$mqtt.to.",
         "prefix of the per-client addresses <prefix><id>.control / .publish"),
     OPT("pubrel-prefix", GW_CFG_STRING, pubrel_prefix, 1, 256, "$mqtt.",
         "prefix of the per-client PUBREL address <prefix><id>.pubrel"),
-    OPT("idle-timeout", GW_CFG_DURATION, idle_timeout, 0, 3600000, "30s",
-        "AMQP idle time-out"),
-    OPT("container-id", GW_CFG_STRING, container_id, 0, 256, NULL,
-        "AMQP container id (default: generated)"),
-    OPT_ENUM("log-level", log_level, "info", subs_log_levels, "error|warn|info|debug|trace"),
-    OPT_ENUM("log-format", log_format, "text", subs_log_formats, "text|json"),
 };
 
 const gw_config_spec_t subs_config_spec = {
@@ -68,21 +59,9 @@ const gw_config_spec_t subs_config_spec = {
 
 gw_err_t subs_config_check(const subs_config_t *cfg, char *why, size_t whylen)
 {
-    char host[256];
-    uint16_t port;
-
-    if (!cfg->listen && !cfg->connect) {
-        snprintf(why, whylen, "one of --listen or --connect is required");
-        return GW_ERR_CONFIG;
-    }
-    if (cfg->listen && gw_config_parse_hostport(cfg->listen, host, sizeof host, &port) != GW_OK) {
-        snprintf(why, whylen, "--listen: '%s' is not HOST:PORT", cfg->listen);
-        return GW_ERR_CONFIG;
-    }
-    if (cfg->connect && strncmp(cfg->connect, "amqp://", 7) != 0 &&
-        strncmp(cfg->connect, "amqps://", 8) != 0) {
-        snprintf(why, whylen, "--connect: '%s' is not an amqp:// or amqps:// URL", cfg->connect);
-        return GW_ERR_CONFIG;
-    }
+    /* The common options (--listen/--connect, TLS) are checked by gw_svc_config_check. */
+    (void)cfg;
+    (void)why;
+    (void)whylen;
     return GW_OK;
 }

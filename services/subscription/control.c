@@ -19,7 +19,7 @@
 static void reject(subs_service_t *svc, subs_link_t *sl, pn_delivery_t *dlv, const char *cond,
                    const char *why)
 {
-    svc->malformed++;
+    GW_SVC_INC(svc->malformed);
     GW_LOG_WARN(SUBS_MOD, pn_link_name(sl->link), "control message rejected: %s %s", cond, why);
     gw_amqp_settle(dlv, PN_REJECTED, cond, why);
     pn_link_flow(sl->link, 1);
@@ -103,14 +103,14 @@ static void do_list(subs_service_t *svc, subs_link_t *sl, pn_delivery_t *dlv, su
     }
     s->present = s->persistent;
     if (!s->persistent) {
-        s->persistent = true;
+        subs_session_set_persistent(svc, s, true);
         gw_err_t err = gw_subs_store_session_put(svc->store, s->id);
         /* Subscriptions made while transient become part of the session. */
         for (subs_sub_t *sub = s->subs; sub && err == GW_OK; sub = sub->next)
             err = gw_subs_store_sub_put(svc->store, s->id, sub->filter, sub->len, sub->qos);
         subs_batch_touch(svc);
         if (err != GW_OK) {
-            s->persistent = false;
+            subs_session_set_persistent(svc, s, false);
             reject(svc, sl, dlv, "amqp:internal-error", "subscription store failure");
             return;
         }

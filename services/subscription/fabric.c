@@ -40,7 +40,8 @@ gw_err_t subs_fabric_publish(subs_service_t *svc, const gw_spec_publish_t *p)
     if (!msg)
         return GW_ERR_NOMEM;
     msg->refs = 1; /* ours until the end of this function */
-    svc->published++;
+    GW_SVC_INC(svc->published);
+    GW_SVC_INC(svc->m.in_qos[p->qos > 2 ? 2 : p->qos]);
 
     if (p->retain) {
         if (p->payload.len == 0)

@@ -64,6 +64,7 @@ gw_err_t subs_retained_set(subs_service_t *svc, subs_msg_t *msg, bool durable)
     msg->refs++;
     r->hnext = NULL;
     *pp = r;
+    GW_SVC_SET(svc->m.retained, (int64_t)svc->nretained + 1);
     if (++svc->nretained > svc->nrbuckets)
         ret_grow(svc);
     return GW_OK;
@@ -79,6 +80,7 @@ gw_err_t subs_retained_clear(subs_service_t *svc, const char *topic, size_t tlen
     subs_ret_t *r = *pp;
     *pp = r->hnext;
     svc->nretained--;
+    GW_SVC_SET(svc->m.retained, (int64_t)svc->nretained);
     subs_msg_unref(svc, r->msg);
     free(r);
     return err;
@@ -118,4 +120,5 @@ void subs_retained_free_all(subs_service_t *svc)
     free(svc->rbuckets);
     svc->rbuckets = NULL;
     svc->nretained = 0;
+    GW_SVC_SET(svc->m.retained, 0);
 }

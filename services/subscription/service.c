@@ -53,6 +53,8 @@ static char oversize_marker;
 
 static void commit_cb(evutil_socket_t fd, short what, void *arg) { subs_batch_commit(arg); }
 
+static void sweep_cb(evutil_socket_t fd, short what, void *arg) { subs_session_sweep(arg); }
+
 void subs_batch_touch(subs_service_t *svc)
 {
     if (svc->commit_ev && !event_pending(svc->commit_ev, EV_TIMEOUT, NULL))
@@ -63,8 +65,10 @@ void subs_batch_commit(subs_service_t *svc)
 {
     gw_err_t err = GW_OK;
     if (gw_subs_store_in_batch(svc->store)) {
+        uint64_t t0 = gw_svc_now_us();
         err = gw_subs_store_commit(svc->store);
-        svc->commits++;
+        gw_svc_hist_observe(&svc->m.commit_lat, gw_svc_now_us() - t0);
+        GW_SVC_INC(svc->commits);
     }
     if (err != GW_OK)
         GW_LOG_ERROR(SUBS_MOD, NULL, "store commit failed: %zu publications released",
@@ -82,7 +86,7 @@ void subs_batch_commit(subs_service_t *svc)
                 pn_delivery_settle(p->dlv);
                 pn_link_flow(p->sl->link, 1);
             }
-            gw_amqp_conn_flush(p->sl->sc->conn);
+            gw_amqp_conn_flush(p->sl->sc->base.conn);
         } else {
             gw_amqp_settle(p->dlv, PN_ACCEPTED, NULL, NULL);
             pn_link_flow(p->sl->link, 1);
@@ -269,9 +273,9 @@ static void attach_outgoing(subs_conn_t *sc, pn_link_t *link)
             /* One session per client id across all gateways: the newest
              * link wins (MQTT-3.1.4-2, spec 5.2 Delivery 4). */
             subs_link_t *old = *slot;
-            svc->stolen++;
+            GW_SVC_INC(svc->stolen);
             GW_LOG_INFO(SUBS_MOD, s->id, "%s stolen by a newer link (peer %s)", src,
-                        gw_amqp_conn_peer(sc->conn));
+                        gw_amqp_conn_peer(sc->base.conn));
             if (which == GW_SPEC_ADDR_PUBLISH)
                 subs_session_out_lost(svc, s);
             old->session = NULL;
@@ -279,10 +283,11 @@ static void attach_outgoing(subs_conn_t *sc, pn_link_t *link)
             gw_amqp_link_close(old->link, GW_SPEC_COND_STOLEN,
                                "a newer link for this client id attached");
             if (old->sc != sc)
-                gw_amqp_conn_flush(old->sc->conn);
+                gw_amqp_conn_flush(old->sc->base.conn);
         }
         sl->session = s;
         *slot = sl;
+        s->orphan_ms = 0;
         pn_terminus_copy(pn_link_source(link), pn_link_remote_source(link));
         pn_terminus_copy(pn_link_target(link), pn_link_remote_target(link));
         pn_link_set_snd_settle_mode(link, pn_link_remote_snd_settle_mode(link) == PN_SND_SETTLED
@@ -290,7 +295,7 @@ static void attach_outgoing(subs_conn_t *sc, pn_link_t *link)
                                               : pn_link_remote_snd_settle_mode(link));
         pn_link_set_rcv_settle_mode(link, PN_RCV_FIRST);
         pn_link_open(link);
-        GW_LOG_DEBUG(SUBS_MOD, s->id, "%s attached peer=%s", src, gw_amqp_conn_peer(sc->conn));
+        GW_LOG_DEBUG(SUBS_MOD, s->id, "%s attached peer=%s", src, gw_amqp_conn_peer(sc->base.conn));
         return;
     }
     /* A native receiver on a topic filter (spec 2.6, L9). */
@@ -359,7 +364,7 @@ static void publication(subs_service_t *svc, subs_link_t *sl, pn_delivery_t *dlv
     gw_err_t err = gw_spec_decode_kinds(svc->in, GW_SPEC_KIND_BIT(GW_SPEC_PUBLISH), &m, why,
                                         sizeof why);
     if (err != GW_OK) {
-        svc->malformed++;
+        GW_SVC_INC(svc->malformed);
         if (!why[0])
             snprintf(why, sizeof why, "%s", gw_err_str(err));
         GW_LOG_WARN(SUBS_MOD, pn_link_name(sl->link), "publication refused: %s", why);
@@ -440,7 +445,7 @@ static void incoming_delivery(subs_service_t *svc, subs_link_t *sl, pn_delivery_
             return;
         }
         pn_link_advance(link);
-        svc->malformed++;
+        GW_SVC_INC(svc->malformed);
         char why[128];
         snprintf(why, sizeof why, "message exceeds max-message-size %zu bytes", max);
         if (pn_delivery_settled(dlv))
@@ -452,14 +457,14 @@ static void incoming_delivery(subs_service_t *svc, subs_link_t *sl, pn_delivery_
     }
     if (pn_delivery_partial(dlv))
         return;
-    gw_err_t err = gw_amqp_recv(sl->sc->conn, dlv, svc->in, max);
+    gw_err_t err = gw_amqp_recv(sl->sc->base.conn, dlv, svc->in, max);
     if (err == GW_ERR_AGAIN)
         return;
     if (pn_link_current(link) == dlv)
         pn_link_advance(link);
     bool presettled = pn_delivery_settled(dlv);
     if (err != GW_OK) {
-        svc->malformed++;
+        GW_SVC_INC(svc->malformed);
         GW_LOG_WARN(SUBS_MOD, pn_link_name(link), "message refused: %s", gw_err_str(err));
         if (presettled)
             pn_delivery_settle(dlv);
@@ -475,7 +480,7 @@ static void incoming_delivery(subs_service_t *svc, subs_link_t *sl, pn_delivery_
         publication(svc, sl, dlv, presettled);
     } else if (presettled) {
         /* Control messages need an outcome: a pre-settled one cannot be answered. */
-        svc->malformed++;
+        GW_SVC_INC(svc->malformed);
         GW_LOG_WARN(SUBS_MOD, pn_link_name(link), "pre-settled control message dropped");
         pn_delivery_settle(dlv);
         pn_link_flow(link, 1);
@@ -592,7 +597,7 @@ static void svc_on_event(gw_amqp_conn_t *conn, pn_event_t *ev, void *ctx)
 
 static void svc_maybe_done(subs_service_t *svc)
 {
-    if (svc->stopping && !svc->conns)
+    if (svc->stopping && !svc->conns.head)
         event_base_loopbreak(svc->base);
 }
 
@@ -604,21 +609,18 @@ static void svc_on_state(gw_amqp_conn_t *conn, gw_amqp_state_t st, const char *c
     switch (st) {
     case GW_AMQP_UP:
         GW_LOG_INFO(SUBS_MOD, NULL, "connection up peer=%s%s", gw_amqp_conn_peer(conn),
-                    sc->outgoing ? " (router)" : "");
+                    sc->base.outgoing ? " (router)" : "");
+        gw_svc_conns_state(&svc->conns, &sc->base, st);
         break;
     case GW_AMQP_DOWN:
+        gw_svc_conns_state(&svc->conns, &sc->base, st);
         GW_LOG_INFO(SUBS_MOD, NULL, "connection down peer=%s: %s %s", gw_amqp_conn_peer(conn),
                     cond ? cond : "closed", desc ? desc : "");
         links_lost(svc, gw_amqp_conn_pn(conn), NULL);
         break;
     case GW_AMQP_CLOSED:
         links_lost(svc, gw_amqp_conn_pn(conn), NULL);
-        if (sc->prev)
-            sc->prev->next = sc->next;
-        else
-            svc->conns = sc->next;
-        if (sc->next)
-            sc->next->prev = sc->prev;
+        gw_svc_conns_remove(&svc->conns, &sc->base);
         free(sc);
         svc_maybe_done(svc);
         break;
@@ -633,11 +635,7 @@ static subs_conn_t *conn_new(subs_service_t *svc, bool outgoing)
     if (!sc)
         return NULL;
     sc->svc = svc;
-    sc->outgoing = outgoing;
-    sc->next = svc->conns;
-    if (svc->conns)
-        svc->conns->prev = sc;
-    svc->conns = sc;
+    gw_svc_conns_insert(&svc->conns, &sc->base, outgoing);
     return sc;
 }
 
@@ -649,7 +647,7 @@ static void svc_accept(gw_amqp_listener_t *lst, gw_amqp_conn_t *conn, void *ctx)
         gw_amqp_conn_destroy(conn);
         return;
     }
-    sc->conn = conn;
+    sc->base.conn = conn;
     gw_amqp_conn_set_handler(conn, &svc_handler, sc);
 }
 
@@ -671,7 +669,7 @@ static gw_err_t load_session(const char *id, void *ctx)
     subs_session_t *s = subs_session_get(ls->svc, id, strlen(id));
     if (!s)
         return GW_ERR_NOMEM;
-    s->persistent = true;
+    subs_session_set_persistent(ls->svc, s, true);
     ls->nsessions++;
     return GW_OK;
 }
@@ -765,20 +763,10 @@ static gw_err_t svc_recover(subs_service_t *svc)
 /* Start and stop                                                      */
 /* ------------------------------------------------------------------ */
 
-static void amqp_opts(const subs_config_t *cfg, bool incoming, gw_amqp_opts_t *o)
-{
-    memset(o, 0, sizeof *o);
-    o->container_id = cfg->container_id;
-    o->idle_timeout_ms = (uint32_t)cfg->idle_timeout;
-    if (!incoming)
-        o->reconnect = true;
-}
-
 gw_err_t subs_service_start(struct event_base *base, const subs_config_t *cfg,
                             subs_service_t **out)
 {
     gw_err_t err;
-    gw_amqp_opts_t opts;
     subs_service_t *svc = calloc(1, sizeof *svc);
 
     *out = NULL;
@@ -798,48 +786,39 @@ gw_err_t subs_service_start(struct event_base *base, const subs_config_t *cfg,
     svc->in = pn_message();
     svc->out = pn_message();
     svc->commit_ev = event_new(base, -1, 0, commit_cb, svc);
+    svc->sweep_timer = event_new(base, -1, EV_PERSIST, sweep_cb, svc);
     if (!svc->buckets || !svc->rbuckets || !svc->index || !svc->in || !svc->out ||
-        !svc->commit_ev) {
+        !svc->commit_ev || !svc->sweep_timer) {
         err = GW_ERR_NOMEM;
         goto cleanup;
     }
     err = gw_subs_store_open(cfg->store, cfg->store_sync == 1, &svc->store);
     if (err != GW_OK)
         goto cleanup;
+    GW_SVC_SET(svc->m.store_open, 1);
     err = svc_recover(svc);
     if (err != GW_OK)
         goto cleanup;
-    if (cfg->listen) {
-        char host[256];
-        uint16_t port;
-        err = gw_config_parse_hostport(cfg->listen, host, sizeof host, &port);
-        if (err != GW_OK)
-            goto cleanup;
-        amqp_opts(cfg, true, &opts);
-        svc->lst = gw_amqp_listen(base, host, port, &opts, true, svc_accept, svc, &err);
-        if (!svc->lst) {
-            GW_LOG_ERROR(SUBS_MOD, NULL, "cannot listen on %s: %s", cfg->listen,
-                         gw_err_str(err));
-            if (err == GW_OK)
-                err = GW_ERR_IO;
-            goto cleanup;
-        }
+    {
+        /* A session is dropped between 1x and 1.25x the timeout after its
+         * last link went (or since it was created without one). */
+        int64_t period = cfg->transient_timeout / 4 ? cfg->transient_timeout / 4 : 1;
+        struct timeval tv = {.tv_sec = period / 1000, .tv_usec = (period % 1000) * 1000};
+        evtimer_add(svc->sweep_timer, &tv);
     }
-    if (cfg->connect) {
+    err = gw_svc_listen(base, &cfg->common, SUBS_MOD, true, svc_accept, svc, &svc->lst);
+    if (err != GW_OK)
+        goto cleanup;
+    GW_SVC_SET(svc->m.listening, svc->lst != NULL);
+    if (cfg->common.connect) {
         subs_conn_t *sc = conn_new(svc, true);
         if (!sc) {
             err = GW_ERR_NOMEM;
             goto cleanup;
         }
-        amqp_opts(cfg, false, &opts);
-        sc->conn = gw_amqp_connect(base, cfg->connect, &opts, &svc_handler, sc, &err);
-        if (!sc->conn) {
-            GW_LOG_ERROR(SUBS_MOD, NULL, "cannot connect to %s: %s", cfg->connect,
-                         gw_err_str(err));
-            if (err == GW_OK)
-                err = GW_ERR_AMQP;
+        sc->base.conn = gw_svc_connect(base, &cfg->common, SUBS_MOD, NULL, &svc_handler, sc, &err);
+        if (!sc->base.conn)
             goto cleanup;
-        }
     }
     *out = svc;
     svc = NULL;
@@ -854,13 +833,6 @@ uint16_t subs_service_port(const subs_service_t *svc)
     return svc->lst ? gw_amqp_listener_port(svc->lst) : 0;
 }
 
-static void stop_timeout(evutil_socket_t fd, short what, void *arg)
-{
-    subs_service_t *svc = arg;
-    GW_LOG_WARN(SUBS_MOD, NULL, "peers did not close in time; closing anyway");
-    event_base_loopbreak(svc->base);
-}
-
 void subs_service_stop(subs_service_t *svc)
 {
     if (svc->stopping)
@@ -871,18 +843,10 @@ void subs_service_stop(subs_service_t *svc)
     if (svc->lst) {
         gw_amqp_listener_free(svc->lst);
         svc->lst = NULL;
+        GW_SVC_SET(svc->m.listening, 0);
     }
-    subs_conn_t *next;
-    for (subs_conn_t *sc = svc->conns; sc; sc = next) {
-        next = sc->next;
-        if (sc->conn)
-            gw_amqp_conn_close(sc->conn, NULL, NULL);
-    }
-    svc->stop_timer = evtimer_new(svc->base, stop_timeout, svc);
-    if (svc->stop_timer) {
-        struct timeval tv = {.tv_sec = 3};
-        evtimer_add(svc->stop_timer, &tv);
-    }
+    gw_svc_conns_close_all(&svc->conns);
+    /* gw_svc_main breaks the loop after its stop bound (3 s) if peers linger. */
     svc_maybe_done(svc);
 }
 
@@ -893,12 +857,12 @@ void subs_service_free(subs_service_t *svc)
     svc->stopping = true;
     if (svc->lst)
         gw_amqp_listener_free(svc->lst);
-    while (svc->conns) {
-        subs_conn_t *sc = svc->conns;
-        svc->conns = sc->next;
-        if (sc->conn) {
-            links_lost(svc, gw_amqp_conn_pn(sc->conn), NULL);
-            gw_amqp_conn_destroy(sc->conn);
+    while (svc->conns.head) {
+        subs_conn_t *sc = (subs_conn_t *)svc->conns.head;
+        gw_svc_conns_remove(&svc->conns, &sc->base);
+        if (sc->base.conn) {
+            links_lost(svc, gw_amqp_conn_pn(sc->base.conn), NULL);
+            gw_amqp_conn_destroy(sc->base.conn);
         }
         free(sc);
     }
@@ -914,8 +878,8 @@ void subs_service_free(subs_service_t *svc)
     gw_topic_index_free(svc->index);
     if (svc->commit_ev)
         event_free(svc->commit_ev);
-    if (svc->stop_timer)
-        event_free(svc->stop_timer);
+    if (svc->sweep_timer)
+        event_free(svc->sweep_timer);
     if (svc->in)
         pn_message_free(svc->in);
     if (svc->out)
@@ -930,4 +894,68 @@ void subs_service_free(subs_service_t *svc)
                 (unsigned long long)svc->stolen, (unsigned long long)svc->commits);
     gw_subs_store_close(svc->store);
     free(svc);
+}
+
+/* ------------------------------------------------------------------ */
+/* Health and metrics (HTTP thread: GW_SVC_GET only)                   */
+/* ------------------------------------------------------------------ */
+
+bool subs_service_ready(void *arg, char *why, size_t whylen)
+{
+    subs_service_t *svc = arg;
+    if (!GW_SVC_GET(svc->m.store_open)) {
+        snprintf(why, whylen, "store not open");
+        return false;
+    }
+    if (!GW_SVC_GET(svc->m.listening) && GW_SVC_GET(svc->conns.routers_up) <= 0) {
+        snprintf(why, whylen, "no listener and no router connection");
+        return false;
+    }
+    return true;
+}
+
+void subs_service_collect(gw_metrics_writer_t *w, void *arg)
+{
+    subs_service_t *svc = arg;
+    const subs_metrics_t *m = &svc->m;
+    static const char *const qos_labels[3] = {"qos=\"0\"", "qos=\"1\"", "qos=\"2\""};
+    static const char *const drop_labels[SUBS_DROP_N] = {
+        "reason=\"drop-new\"", "reason=\"drop-oldest\"", "reason=\"no-packet-id\""};
+    int64_t sessions = GW_SVC_GET(m->sessions), persistent = GW_SVC_GET(m->sessions_persistent);
+
+    gw_metrics_gauge(w, "gw_subs_sessions", "MQTT client sessions", "kind=\"persistent\"",
+                     (double)persistent);
+    gw_metrics_gauge(w, "gw_subs_sessions", "MQTT client sessions", "kind=\"transient\"",
+                     (double)(sessions > persistent ? sessions - persistent : 0));
+    gw_metrics_gauge(w, "gw_subs_subscriptions", "subscriptions (native receivers included)",
+                     NULL, (double)GW_SVC_GET(m->subscriptions));
+    gw_metrics_gauge(w, "gw_subs_retained_messages", "retained messages", NULL,
+                     (double)GW_SVC_GET(m->retained));
+    gw_metrics_gauge(w, "gw_subs_queued_messages", "messages queued or in flight", NULL,
+                     (double)GW_SVC_GET(m->queued));
+    gw_metrics_gauge(w, "gw_subs_queued_bytes", "payload bytes queued or in flight", NULL,
+                     (double)GW_SVC_GET(m->queued_bytes));
+    for (int q = 0; q < 3; q++)
+        gw_metrics_counter(w, "gw_subs_messages_in_total", "publications received, by QoS",
+                           qos_labels[q], GW_SVC_GET(m->in_qos[q]));
+    for (int q = 0; q < 3; q++)
+        gw_metrics_counter(w, "gw_subs_messages_out_total",
+                           "transfers to subscribers, by delivery QoS", qos_labels[q],
+                           GW_SVC_GET(m->out_qos[q]));
+    for (int d = 0; d < SUBS_DROP_N; d++)
+        gw_metrics_counter(w, "gw_subs_drops_total", "messages dropped from full session queues",
+                           drop_labels[d], GW_SVC_GET(m->drops[d]));
+    gw_metrics_counter(w, "gw_subs_malformed_total", "control or publish messages rejected",
+                       NULL, GW_SVC_GET(svc->malformed));
+    gw_metrics_counter(w, "gw_subs_stolen_links_total",
+                       "links detached with amqp:link:stolen", NULL, GW_SVC_GET(svc->stolen));
+    gw_metrics_counter(w, "gw_subs_transient_expired_total",
+                       "transient sessions without links dropped after --transient-timeout",
+                       NULL, GW_SVC_GET(m->expired));
+    gw_metrics_counter(w, "gw_subs_commits_total", "store group commits", NULL,
+                       GW_SVC_GET(svc->commits));
+    GW_SVC_HIST_WRITE(w, "gw_subs_commit_seconds", "latency of store group commits",
+                      &m->commit_lat);
+    gw_metrics_gauge(w, "gw_subs_router_connections_up", "router connections up", NULL,
+                     (double)GW_SVC_GET(svc->conns.routers_up));
 }

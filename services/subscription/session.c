@@ -125,6 +125,7 @@ subs_session_t *subs_session_get(subs_service_t *svc, const char *id, size_t len
     s->hnext = svc->buckets[k];
     svc->buckets[k] = s;
     svc->nsessions++;
+    GW_SVC_SET(svc->m.sessions, (int64_t)svc->nsessions);
     return s;
 }
 
@@ -179,8 +180,10 @@ static uint16_t pid_alloc(subs_session_t *s)
 /* Queue                                                               */
 /* ------------------------------------------------------------------ */
 
-static void q_append(subs_session_t *s, subs_qentry_t *e)
+static void q_append(subs_service_t *svc, subs_session_t *s, subs_qentry_t *e)
 {
+    GW_SVC_INC(svc->m.queued);
+    GW_SVC_ADD(svc->m.queued_bytes, (int64_t)e->msg->payload_len);
     e->next = NULL;
     e->prev = s->qtail;
     if (s->qtail)
@@ -205,6 +208,8 @@ static void q_remove(subs_service_t *svc, subs_session_t *s, subs_qentry_t *e, b
         s->qtail = e->prev;
     s->qcount--;
     s->qbytes -= e->msg->payload_len;
+    GW_SVC_ADD(svc->m.queued, -1);
+    GW_SVC_ADD(svc->m.queued_bytes, -(int64_t)e->msg->payload_len);
     pid_free(s, e->pkt_id);
     if (e->dlv) {
         pn_delivery_set_context(e->dlv, NULL);
@@ -226,9 +231,10 @@ static void q_remove(subs_service_t *svc, subs_session_t *s, subs_qentry_t *e, b
     free(e);
 }
 
-static void drop_log(subs_service_t *svc, subs_session_t *s)
+static void drop_log(subs_service_t *svc, subs_session_t *s, int reason)
 {
-    svc->dropped++;
+    GW_SVC_INC(svc->m.drops[reason]);
+    GW_SVC_INC(svc->dropped);
     s->drops++;
     svc->drops_unlogged++;
     int64_t now = subs_now_ms();
@@ -265,7 +271,9 @@ gw_err_t subs_session_enqueue(subs_service_t *svc, subs_session_t *s, subs_msg_t
             for (victim = s->qhead; victim && (victim->dlv || victim->state != GW_SUBS_Q_QUEUED);
                  victim = victim->next)
                 ;
-        drop_log(svc, s);
+        drop_log(svc, s, svc->cfg->overflow_policy == SUBS_OVERFLOW_DROP_OLDEST && victim
+                             ? SUBS_DROP_OLDEST
+                             : SUBS_DROP_NEW);
         if (!victim)
             return GW_OK; /* drop-new (or nothing droppable) */
         q_remove(svc, s, victim, true);
@@ -281,7 +289,7 @@ gw_err_t subs_session_enqueue(subs_service_t *svc, subs_session_t *s, subs_msg_t
         e->pkt_id = pid_alloc(s);
         if (!e->pkt_id) {
             free(e);
-            drop_log(svc, s);
+            drop_log(svc, s, SUBS_DROP_NO_PKT_ID);
             return GW_OK;
         }
     }
@@ -304,7 +312,7 @@ gw_err_t subs_session_enqueue(subs_service_t *svc, subs_session_t *s, subs_msg_t
         msg->durable_refs++;
     }
     msg->refs++;
-    q_append(s, e);
+    q_append(svc, s, e);
     subs_session_pump(svc, s);
     return GW_OK;
 }
@@ -331,7 +339,7 @@ gw_err_t subs_session_restore(subs_service_t *svc, subs_session_t *s, subs_msg_t
     }
     msg->refs++;
     msg->durable_refs++;
-    q_append(s, e);
+    q_append(svc, s, e);
     return GW_OK;
 }
 
@@ -349,6 +357,7 @@ static void session_clear_subs(subs_service_t *svc, subs_session_t *s)
         gw_topic_index_remove(svc->index, sub->filter, sub->len, s);
         free(sub);
     }
+    GW_SVC_ADD(svc->m.subscriptions, -(int64_t)s->nsubs);
     s->nsubs = 0;
 }
 
@@ -360,7 +369,7 @@ void subs_session_clear(subs_service_t *svc, subs_session_t *s)
         gw_subs_store_session_delete(svc->store, s->id);
         subs_batch_touch(svc);
     }
-    s->persistent = false;
+    subs_session_set_persistent(svc, s, false);
     free(s->pid_map);
     s->pid_map = NULL;
     s->next_pid = 1;
@@ -377,7 +386,9 @@ void subs_session_destroy(subs_service_t *svc, subs_session_t *s, bool durable)
         if (*pp) {
             *pp = s->hnext;
             svc->nsessions--;
+            GW_SVC_SET(svc->m.sessions, (int64_t)svc->nsessions);
         }
+        subs_session_set_persistent(svc, s, false);
     }
     if (s->ctl)
         s->ctl->session = NULL;
@@ -420,6 +431,7 @@ gw_err_t subs_session_sub_add(subs_service_t *svc, subs_session_t *s, const char
         sub->next = s->subs;
         s->subs = sub;
         s->nsubs++;
+        GW_SVC_INC(svc->m.subscriptions);
     }
     sub->qos = qos; /* MQTT-3.8.4-3: replaces the existing subscription */
     if (durable && s->persistent) {
@@ -442,6 +454,7 @@ void subs_session_sub_remove(subs_service_t *svc, subs_session_t *s, const char 
             }
             free(sub);
             s->nsubs--;
+            GW_SVC_ADD(svc->m.subscriptions, -1);
             return;
         }
     }
@@ -480,7 +493,8 @@ static gw_err_t send_entry(subs_service_t *svc, subs_session_t *s, subs_qentry_t
     err = gw_amqp_send(NULL, link, svc->out, presettled, &dlv);
     if (err != GW_OK)
         return err;
-    svc->delivered++;
+    GW_SVC_INC(svc->delivered);
+    GW_SVC_INC(svc->m.out_qos[e->qos > 2 ? 2 : e->qos]);
     e->dcount++;
     if (presettled) {
         *done = true;
@@ -587,4 +601,47 @@ gw_err_t subs_session_release(subs_service_t *svc, subs_session_t *s, uint64_t p
         }
     }
     return GW_OK; /* a repeat after a failure (spec 5.2): accept */
+}
+
+void subs_session_set_persistent(subs_service_t *svc, subs_session_t *s, bool persistent)
+{
+    if (s->persistent == persistent)
+        return;
+    s->persistent = persistent;
+    if (!s->native)
+        GW_SVC_ADD(svc->m.sessions_persistent, persistent ? 1 : -1);
+}
+
+/*
+ * A transient session lives as long as its links (spec 5.2 Delivery 3: it
+ * ends with its L4). A control message (AMQP_SUBSCRIBE, AMQP_UNSUBSCRIBE)
+ * for a client that never attaches them would otherwise create a session
+ * that stays until exit. Each sweep marks the transient sessions without
+ * links; those still without links --transient-timeout later are dropped
+ * (nothing durable to delete: a transient session is never stored).
+ */
+void subs_session_sweep(subs_service_t *svc)
+{
+    int64_t now = subs_now_ms();
+    for (size_t i = 0; i < svc->nbuckets; i++) {
+        subs_session_t *next;
+        for (subs_session_t *s = svc->buckets[i]; s; s = next) {
+            next = s->hnext;
+            if (s->persistent || s->ctl || s->out) {
+                s->orphan_ms = 0;
+                continue;
+            }
+            if (!s->orphan_ms) {
+                s->orphan_ms = now;
+                continue;
+            }
+            if (now - s->orphan_ms >= svc->cfg->transient_timeout) {
+                GW_LOG_INFO(SUBS_MOD, s->id,
+                            "transient session without links for %lld ms: dropped (%zu subs)",
+                            (long long)(now - s->orphan_ms), s->nsubs);
+                GW_SVC_INC(svc->m.expired);
+                subs_session_destroy(svc, s, false);
+            }
+        }
+    }
 }

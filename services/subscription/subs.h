@@ -26,6 +26,7 @@
 #include "gw/amqp.h"
 #include "gw/config.h"
 #include "gw/error.h"
+#include "gw/service.h"
 #include "gw/spec.h"
 #include "gw/topic.h"
 #include "store.h"
@@ -37,8 +38,7 @@
 enum { SUBS_OVERFLOW_DROP_NEW = 0, SUBS_OVERFLOW_DROP_OLDEST = 1 };
 
 typedef struct subs_config {
-    char *listen;
-    char *connect;
+    gw_svc_config_t common; /* --listen, --connect, TLS/SASL, --http-listen, logging */
     char *store;
     int store_sync; /* 0 normal, 1 full */
     int64_t max_queued_messages;
@@ -51,10 +51,7 @@ typedef struct subs_config {
     char *control_address;
     char *to_prefix;
     char *pubrel_prefix;
-    int64_t idle_timeout;
-    char *container_id;
-    int log_level;
-    int log_format;
+    int64_t transient_timeout; /* ms: a transient session with no link attached is dropped */
 } subs_config_t;
 
 extern const gw_config_spec_t subs_config_spec;
@@ -133,15 +130,30 @@ struct subs_session {
     uint8_t *pid_map;  /* 65536 bits, lazily allocated */
     uint16_t next_pid;
     uint64_t drops;
+    int64_t orphan_ms; /* transient, no link attached: first seen so by the sweep (0 = no) */
     char id[];
 };
 
 struct subs_conn {
-    subs_conn_t *prev, *next;
+    gw_svc_conn_t base; /* first: list of the service's connections, conn, outgoing */
     subs_service_t *svc;
-    gw_amqp_conn_t *conn;
-    bool outgoing;
 };
+
+/* Metrics: the loop thread writes with GW_SVC_SET/INC/ADD, the HTTP thread
+ * reads with GW_SVC_GET (gw/service.h). */
+enum { SUBS_DROP_NEW = 0, SUBS_DROP_OLDEST = 1, SUBS_DROP_NO_PKT_ID = 2, SUBS_DROP_N = 3 };
+typedef struct subs_metrics {
+    int listening, store_open;
+    int64_t sessions_persistent; /* among nsessions */
+    int64_t sessions;            /* = nsessions (MQTT client sessions, natives excluded) */
+    int64_t subscriptions;       /* all sessions, native receivers included */
+    int64_t retained;
+    int64_t queued, queued_bytes; /* queue entries (queued or in flight) and payload bytes */
+    uint64_t in_qos[3], out_qos[3];
+    uint64_t drops[SUBS_DROP_N];
+    uint64_t expired; /* transient sessions without links dropped by the sweep */
+    gw_svc_hist_t commit_lat;
+} subs_metrics_t;
 
 /* A delivery to settle once the batch is committed. */
 typedef struct subs_pending {
@@ -162,7 +174,7 @@ struct subs_service {
     gw_subs_store_t *store;
     gw_topic_index_t *index;
     gw_amqp_listener_t *lst;
-    subs_conn_t *conns;
+    gw_svc_conns_t conns;
     subs_session_t **buckets; /* sessions by client id */
     size_t nbuckets, nsessions;
     subs_ret_t **rbuckets; /* retained by topic */
@@ -172,7 +184,7 @@ struct subs_service {
     size_t npending, cappending;
     size_t batch_msgs;
     struct event *commit_ev;
-    struct event *stop_timer;
+    struct event *sweep_timer; /* transient sessions without links */
     subs_session_t **match; /* fan-out scratch */
     size_t nmatch, capmatch;
     uint64_t gen;
@@ -181,6 +193,7 @@ struct subs_service {
     int64_t last_drop_log_ms;
     /* counters (logged at exit) */
     uint64_t published, delivered, dropped, malformed, stolen, commits;
+    subs_metrics_t m;
 };
 
 /* ---------------- service.c ---------------- */
@@ -189,6 +202,10 @@ gw_err_t subs_service_start(struct event_base *base, const subs_config_t *cfg,
 uint16_t subs_service_port(const subs_service_t *svc);
 void subs_service_stop(subs_service_t *svc);
 void subs_service_free(subs_service_t *svc);
+/** /readyz (gw_ready_fn, HTTP thread): store open, and a listener or a router connection up. */
+bool subs_service_ready(void *svc, char *why, size_t whylen);
+/** /metrics (gw_metrics_collect_fn, HTTP thread). */
+void subs_service_collect(gw_metrics_writer_t *w, void *svc);
 /** Make sure the batch is committed at the end of this loop iteration. */
 void subs_batch_touch(subs_service_t *svc);
 /** Commit the batch now and settle every delivery waiting for it. */
@@ -224,6 +241,10 @@ void subs_session_outcome(subs_service_t *svc, subs_link_t *sl, pn_delivery_t *d
 /** AMQP_PUBREL for pkt_id: mark released (durably). */
 gw_err_t subs_session_release(subs_service_t *svc, subs_session_t *s, uint64_t pkt_id);
 bool subs_session_online(const subs_session_t *s);
+/** Set s->persistent, keeping the metrics in step. */
+void subs_session_set_persistent(subs_service_t *svc, subs_session_t *s, bool persistent);
+/** Drop transient sessions that have had no link attached for --transient-timeout. */
+void subs_session_sweep(subs_service_t *svc);
 
 subs_msg_t *subs_msg_new(const char *topic, size_t tlen, const void *payload, size_t plen,
                          uint8_t qos);

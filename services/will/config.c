@@ -8,8 +8,6 @@
 #include "will.h"
 
 static const char *const will_sync_values[] = {"normal", "full", NULL};
-static const char *const will_log_levels[] = {"error", "warn", "info", "debug", "trace", NULL};
-static const char *const will_log_formats[] = {"text", "json", NULL};
 
 #define OPT(name, type, field, min, max, def, help)                                           \
     {name, type, offsetof(gw_will_config_t, field), min, max, def, NULL, help}
@@ -17,10 +15,7 @@ static const char *const will_log_formats[] = {"text", "json", NULL};
     {name, GW_CFG_ENUM, offsetof(gw_will_config_t, field), 0, 0, def, values, help}
 
 static const gw_config_opt_t will_opts[] = {
-    OPT("listen", GW_CFG_STRING, listen, 0, 300, NULL,
-        "HOST:PORT to accept AMQP connections from gateways (port 0 = ephemeral)"),
-    OPT("connect", GW_CFG_STRING, connect, 0, 2048, NULL,
-        "amqp[s]://HOST:PORT of a router to attach to as a route-container"),
+    GW_SVC_CONFIG_OPTS(gw_will_config_t, common),
     OPT("address", GW_CFG_STRING, address, 1, 1024, "$mqtt.lwtservice",
         "target address of the will links"),
     OPT("publish-url", GW_CFG_STRING, publish_url, 1, 2048, "amqp://127.0.0.1:5672",
@@ -42,22 +37,6 @@ static const gw_config_opt_t will_opts[] = {
     OPT("credit", GW_CFG_INT, credit, 1, 10000, "10", "credit granted on each will link"),
     OPT("max-will-size", GW_CFG_SIZE, max_will_size, 1024, 268435456, "1M",
         "largest AMQP_WILL message accepted"),
-    OPT("idle-timeout", GW_CFG_DURATION, idle_timeout, 0, 3600000, "30s",
-        "AMQP idle time-out (a silent peer's connection is lost: its wills are published)"),
-    OPT("container-id", GW_CFG_STRING, container_id, 0, 256, NULL,
-        "AMQP container id (default: generated)"),
-    OPT("listen-tls", GW_CFG_BOOL, listen_tls, 0, 0, "false", "TLS on the listener"),
-    OPT("tls-ca-file", GW_CFG_STRING, tls_ca_file, 0, 4096, NULL, "CA bundle (PEM)"),
-    OPT("tls-cert-file", GW_CFG_STRING, tls_cert_file, 0, 4096, NULL, "certificate (PEM)"),
-    OPT("tls-key-file", GW_CFG_STRING, tls_key_file, 0, 4096, NULL, "private key (PEM)"),
-    OPT("tls-verify-peer", GW_CFG_BOOL, tls_verify_peer, 0, 0, "false",
-        "outgoing: verify the server name; listener: require client certificates"),
-    OPT("sasl-mechs", GW_CFG_STRING, sasl_mechs, 0, 256, NULL,
-        "SASL mechanisms (space separated) allowed/offered"),
-    OPT("username", GW_CFG_STRING, username, 0, 256, NULL, "outgoing SASL PLAIN user"),
-    OPT("password", GW_CFG_STRING, password, 0, 256, NULL, "outgoing SASL PLAIN password"),
-    OPT_ENUM("log-level", log_level, "info", will_log_levels, "error|warn|info|debug|trace"),
-    OPT_ENUM("log-format", log_format, "text", will_log_formats, "text|json"),
 };
 
 const gw_config_spec_t gw_will_config_spec = {
@@ -70,22 +49,7 @@ const gw_config_spec_t gw_will_config_spec = {
 
 gw_err_t gw_will_config_check(const gw_will_config_t *cfg, char *why, size_t whylen)
 {
-    char host[256];
-    uint16_t port;
-
-    if (!cfg->listen && !cfg->connect) {
-        snprintf(why, whylen, "one of --listen or --connect is required");
-        return GW_ERR_CONFIG;
-    }
-    if (cfg->listen && gw_config_parse_hostport(cfg->listen, host, sizeof host, &port) != GW_OK) {
-        snprintf(why, whylen, "--listen: '%s' is not HOST:PORT", cfg->listen);
-        return GW_ERR_CONFIG;
-    }
-    if (cfg->connect && strncmp(cfg->connect, "amqp://", 7) != 0 &&
-        strncmp(cfg->connect, "amqps://", 8) != 0) {
-        snprintf(why, whylen, "--connect: '%s' is not an amqp:// or amqps:// URL", cfg->connect);
-        return GW_ERR_CONFIG;
-    }
+    /* The common options (--listen/--connect, TLS) are checked by gw_svc_config_check. */
     if (strncmp(cfg->publish_url, "amqp://", 7) != 0 &&
         strncmp(cfg->publish_url, "amqps://", 8) != 0) {
         snprintf(why, whylen, "--publish-url: '%s' is not an amqp:// or amqps:// URL",
@@ -97,29 +61,14 @@ gw_err_t gw_will_config_check(const gw_will_config_t *cfg, char *why, size_t why
                  (long long)cfg->retry_min, (long long)cfg->retry_max);
         return GW_ERR_CONFIG;
     }
-    if (cfg->listen_tls && (!cfg->tls_cert_file || !cfg->tls_key_file)) {
-        snprintf(why, whylen, "--listen-tls needs --tls-cert-file and --tls-key-file");
-        return GW_ERR_CONFIG;
-    }
     return GW_OK;
 }
 
 void gw_will_config_amqp_opts(const gw_will_config_t *cfg, bool incoming, gw_amqp_opts_t *o)
 {
-    memset(o, 0, sizeof *o);
-    o->container_id = cfg->container_id;
-    o->sasl_mechs = cfg->sasl_mechs;
-    o->tls_ca_file = cfg->tls_ca_file;
-    o->tls_cert_file = cfg->tls_cert_file;
-    o->tls_key_file = cfg->tls_key_file;
-    o->tls_verify_peer = cfg->tls_verify_peer;
-    o->idle_timeout_ms = (uint32_t)cfg->idle_timeout;
-    if (incoming) {
-        o->tls = cfg->listen_tls;
-    } else {
-        o->username = cfg->username;
-        o->password = cfg->password;
-        o->reconnect = true;
+    gw_svc_amqp_opts(&cfg->common, incoming, o);
+    if (!incoming) {
+        /* Outgoing connections (router, publisher) back off like publications. */
         o->reconnect_min_ms = (uint32_t)cfg->retry_min;
         o->reconnect_max_ms = (uint32_t)cfg->retry_max;
     }

@@ -113,6 +113,7 @@ static void pub_done(gw_will_publisher_t *pb, will_pub_t *p)
                      (long long)p->rec->id, gw_err_str(err));
     pub_list_remove(pub_list_of(pb, p), p);
     pub_free(p);
+    GW_SVC_SET(pb->stats.pending, GW_SVC_GET(pb->stats.pending) - 1);
 }
 
 static void pub_pump(gw_will_publisher_t *pb);
@@ -140,7 +141,7 @@ static void pub_retry_later(gw_will_publisher_t *pb, will_pub_t *p)
     p->dlv = NULL;
     p->link = NULL;
     pub_list_push(&pb->busy, p);
-    pb->stats.retried++;
+    GW_SVC_INC(pb->stats.retried);
     if (!p->timer)
         p->timer = evtimer_new(pb->base, pub_timer_cb, p);
     if (!p->timer) {
@@ -227,7 +228,8 @@ static void pub_send(gw_will_publisher_t *pb, will_pub_t *p, pn_link_t *link)
                 (unsigned)r->qos, (int)r->retain, (unsigned)p->attempts);
     if (r->qos == 0) {
         /* QoS 0: at most once. Done once handed to the connection. */
-        pb->stats.published++;
+        GW_SVC_INC(pb->stats.published);
+        GW_SVC_INC(pb->stats.published_qos[0]);
         pub_done(pb, p);
         return;
     }
@@ -275,12 +277,13 @@ static void pub_outcome(gw_will_publisher_t *pb, pn_delivery_t *dlv)
     const char *name = p->rec->name;
     if (state == PN_ACCEPTED) {
         pn_delivery_settle(dlv);
-        pb->stats.published++;
+        GW_SVC_INC(pb->stats.published);
+        GW_SVC_INC(pb->stats.published_qos[p->rec->qos > 2 ? 2 : p->rec->qos]);
         GW_LOG_INFO(PUB_MOD, name, "will published topic=%s", p->rec->topic);
         pub_done(pb, p);
     } else if (state == PN_REJECTED) {
         pn_condition_t *c = pn_disposition_condition(pn_delivery_remote(dlv));
-        pb->stats.rejected++;
+        GW_SVC_INC(pb->stats.rejected);
         p->rejects++;
         GW_LOG_WARN(PUB_MOD, name, "will publication rejected topic=%s cond=%s desc=%s (%u/%lld)",
                     p->rec->topic, pn_condition_get_name(c) ? pn_condition_get_name(c) : "-",
@@ -288,7 +291,7 @@ static void pub_outcome(gw_will_publisher_t *pb, pn_delivery_t *dlv)
                     (unsigned)p->rejects, (long long)pb->cfg->max_rejects);
         pn_delivery_settle(dlv);
         if ((int64_t)p->rejects >= pb->cfg->max_rejects) {
-            pb->stats.dropped++;
+            GW_SVC_INC(pb->stats.dropped);
             GW_LOG_ERROR(PUB_MOD, name,
                          "will dropped after %u rejections topic=%s qos=%u",
                          (unsigned)p->rejects, p->rec->topic, (unsigned)p->rec->qos);
@@ -385,6 +388,7 @@ static void pub_on_state(gw_amqp_conn_t *conn, gw_amqp_state_t st, const char *c
                     gw_amqp_conn_peer(conn), (int)gw_amqp_conn_peer_has_anonymous_relay(conn));
         if (pb->closing || !pn)
             break;
+        GW_SVC_SET(pb->stats.up, 1);
         pb->ssn = pn_session(pn);
         if (!pb->ssn)
             break;
@@ -396,6 +400,7 @@ static void pub_on_state(gw_amqp_conn_t *conn, gw_amqp_state_t st, const char *c
         break;
     }
     case GW_AMQP_DOWN: {
+        GW_SVC_SET(pb->stats.up, 0);
         if (pb->closing)
             GW_LOG_INFO(PUB_MOD, NULL, "publish connection closed");
         else
@@ -479,6 +484,7 @@ void gw_will_publisher_enqueue(gw_will_publisher_t *pb, gw_will_rec_t *rec, bool
      * its first send already carries delivery-count 1 (DUP). */
     p->attempts = maybe_sent ? 1 : 0;
     pub_list_push(&pb->ready, p);
+    GW_SVC_INC(pb->stats.pending);
     pub_pump(pb);
 }
 
@@ -500,6 +506,11 @@ void gw_will_publisher_on_closed(gw_will_publisher_t *pb, void (*fn)(void *), vo
 }
 
 gw_will_pub_stats_t gw_will_publisher_stats(const gw_will_publisher_t *pb) { return pb->stats; }
+
+const gw_will_pub_stats_t *gw_will_publisher_stats_ref(const gw_will_publisher_t *pb)
+{
+    return &pb->stats;
+}
 
 void gw_will_publisher_free(gw_will_publisher_t *pb)
 {

@@ -20,13 +20,13 @@
 #include "gw/amqp.h"
 #include "gw/config.h"
 #include "gw/error.h"
+#include "gw/service.h"
 #include "store.h"
 
 #define WILL_MOD "will"
 
 typedef struct gw_will_config {
-    char *listen;          /* HOST:PORT for direct connections (gateways) */
-    char *connect;         /* amqp[s]://HOST:PORT of a router (route-container) */
+    gw_svc_config_t common; /* --listen, --connect, TLS/SASL, --http-listen, logging */
     char *address;         /* $mqtt.lwtservice */
     char *publish_url;     /* where wills are published */
     char *store;           /* SQLite path */
@@ -38,18 +38,6 @@ typedef struct gw_will_config {
     int64_t max_rejects;   /* rejected publications retried this many times, then dropped */
     int64_t credit;        /* per will link */
     int64_t max_will_size; /* bytes of one AMQP_WILL message */
-    int64_t idle_timeout;  /* ms, 0 = none */
-    char *container_id;
-    bool listen_tls;
-    char *tls_ca_file;
-    char *tls_cert_file;
-    char *tls_key_file;
-    bool tls_verify_peer;
-    char *sasl_mechs;
-    char *username;
-    char *password;
-    int log_level;
-    int log_format;
 } gw_will_config_t;
 
 extern const gw_config_spec_t gw_will_config_spec;
@@ -70,6 +58,9 @@ typedef struct gw_will_pub_stats {
     uint64_t retried;   /* released/modified/rejected/link lost -> sent again */
     uint64_t rejected;  /* rejected outcomes */
     uint64_t dropped;   /* given up after max_rejects rejections */
+    uint64_t published_qos[3];
+    int up;             /* connection up with a session */
+    int64_t pending;    /* publications not done yet (gauge) */
 } gw_will_pub_stats_t;
 
 /** Connects to cfg->publish_url with reconnect. cfg, store: borrowed, outlive it. */
@@ -88,6 +79,11 @@ bool gw_will_publisher_closed(const gw_will_publisher_t *pub);
 /** Free everything (destroys the connection if still there). NULL is a no-op. */
 void gw_will_publisher_free(gw_will_publisher_t *pub);
 gw_will_pub_stats_t gw_will_publisher_stats(const gw_will_publisher_t *pub);
+/**
+ * The live counters, for the HTTP thread: read every field with GW_SVC_GET
+ * (the loop thread writes them with relaxed atomic stores).
+ */
+const gw_will_pub_stats_t *gw_will_publisher_stats_ref(const gw_will_publisher_t *pub);
 /** Called (if set) whenever the publisher's connection reaches CLOSED. */
 void gw_will_publisher_on_closed(gw_will_publisher_t *pub, void (*fn)(void *), void *ctx);
 
@@ -113,5 +109,9 @@ uint16_t gw_will_service_port(const gw_will_service_t *svc);
  */
 void gw_will_service_stop(gw_will_service_t *svc);
 void gw_will_service_free(gw_will_service_t *svc);
+/** /readyz (gw_ready_fn, HTTP thread): a listener or a router connection, and the publisher. */
+bool gw_will_service_ready(void *svc, char *why, size_t whylen);
+/** /metrics (gw_metrics_collect_fn, HTTP thread). */
+void gw_will_service_collect(gw_metrics_writer_t *w, void *svc);
 
 #endif
