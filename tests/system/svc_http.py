@@ -24,12 +24,15 @@ def get(port, path, timeout=5):
 def parse(text):
     """Prometheus text 0.0.4 -> {(name, labels-text): float}; checks HELP/TYPE."""
     out = {}
-    typed = set()
+    typed = {}
     for line in text.splitlines():
         if not line:
             continue
         if line.startswith("# TYPE "):
-            typed.add(line.split()[2])
+            parts = line.split()
+            if parts[2] in typed:
+                raise ValueError("TYPE repeated for %r" % parts[2])
+            typed[parts[2]] = parts[3]
             continue
         if line.startswith("#"):
             continue
@@ -37,8 +40,15 @@ def parse(text):
         if not m:
             raise ValueError("not a sample line: %r" % line)
         name, labels, value = m.group(1), m.group(3) or "", m.group(4)
-        if name not in typed:
+        family = name
+        for suffix in ("_bucket", "_sum", "_count"):
+            base = name[:-len(suffix)]
+            if name.endswith(suffix) and typed.get(base) == "histogram":
+                family = base
+        if family not in typed:
             raise ValueError("sample without TYPE: %r" % line)
+        if name.endswith("_bucket") and family != name and 'le="' not in labels:
+            raise ValueError("histogram bucket without le: %r" % line)
         out[(name, labels)] = float(value)
     return out
 

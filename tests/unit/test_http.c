@@ -33,6 +33,11 @@ static void test_collect(gw_metrics_writer_t *w, void *arg)
     snprintf(labels, sizeof labels, "id=\"%s\"", gw_metrics_escape("a\"b\\c\nd", esc, sizeof esc));
     gw_metrics_gauge(w, "gw_connections", "Open connections.", labels, 3);
     gw_metrics_gauge(w, "gw_up", "Always 1.", NULL, 1);
+    {
+        const double bounds[2] = {0.001, 0.5};
+        const uint64_t cum[3] = {2, 5, 6};
+        gw_metrics_histogram(w, "gw_lat_seconds", "Latency.", 3, bounds, cum, 1.25, 6);
+    }
 }
 
 /* One HTTP/1.0 request; returns the status code and the whole response. */
@@ -97,7 +102,14 @@ static void test_endpoints(void **state)
                          "gw_connections{id=\"a\\\"b\\\\c\\nd\"} 3\n"
                          "# HELP gw_up Always 1.\n"
                          "# TYPE gw_up gauge\n"
-                         "gw_up 1\n";
+                         "gw_up 1\n"
+                         "# HELP gw_lat_seconds Latency.\n"
+                         "# TYPE gw_lat_seconds histogram\n"
+                         "gw_lat_seconds_bucket{le=\"0.001\"} 2\n"
+                         "gw_lat_seconds_bucket{le=\"0.5\"} 5\n"
+                         "gw_lat_seconds_bucket{le=\"+Inf\"} 6\n"
+                         "gw_lat_seconds_sum 1.25\n"
+                         "gw_lat_seconds_count 6\n";
     assert_non_null(strstr(resp, expect));
 
     assert_int_equal(http_get(port, "GET", "/nope", resp, sizeof resp), 404);

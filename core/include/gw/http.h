@@ -54,6 +54,14 @@ void gw_metrics_counter(gw_metrics_writer_t *w, const char *name, const char *he
                         const char *labels, uint64_t value);
 void gw_metrics_gauge(gw_metrics_writer_t *w, const char *name, const char *help,
                       const char *labels, double value);
+/**
+ * A histogram: one "# TYPE name histogram", then name_bucket{le="..."} for
+ * each of the n cumulative counts (le = bounds[i], the last one "+Inf"),
+ * name_sum and name_count. bounds has n - 1 entries.
+ */
+void gw_metrics_histogram(gw_metrics_writer_t *w, const char *name, const char *help,
+                          size_t n, const double *bounds, const uint64_t *cumulative,
+                          double sum, uint64_t count);
 /** Escape a label value (\\, \", \n) into buf; returns buf. Truncates to cap. */
 const char *gw_metrics_escape(const char *value, char *buf, size_t cap);
 

@@ -171,14 +171,13 @@ typedef struct gw_svc_hist {
 /** Record one observation (microseconds). Loop thread only. */
 void gw_svc_hist_observe(gw_svc_hist_t *h, uint64_t us);
 /**
- * Write <name>_bucket{le=...}, <name>_sum (seconds), <name>_count. HTTP
+ * Write a Prometheus histogram <name> (_bucket{le=...}, _sum in seconds, _count). HTTP
  * thread. The names must outlive the scrape (the writer keeps a pointer to
  * the last name): use GW_SVC_HIST_WRITE with a string literal.
  */
-void gw_svc_hist_write(gw_metrics_writer_t *w, const char *bucket_name, const char *sum_name,
-                       const char *count_name, const char *help, const gw_svc_hist_t *h);
-#define GW_SVC_HIST_WRITE(w, name, help, h)                                                    \
-    gw_svc_hist_write((w), name "_bucket", name "_sum", name "_count", (help), (h))
+void gw_svc_hist_write(gw_metrics_writer_t *w, const char *name, const char *help,
+                       const gw_svc_hist_t *h);
+#define GW_SVC_HIST_WRITE(w, name, help, h) gw_svc_hist_write((w), name, (help), (h))
 /** Monotonic clock in microseconds. */
 uint64_t gw_svc_now_us(void);
 

@@ -181,21 +181,20 @@ void gw_svc_hist_observe(gw_svc_hist_t *h, uint64_t us)
     GW_SVC_INC(h->count);
 }
 
-void gw_svc_hist_write(gw_metrics_writer_t *w, const char *bucket_name, const char *sum_name,
-                       const char *count_name, const char *help, const gw_svc_hist_t *h)
+void gw_svc_hist_write(gw_metrics_writer_t *w, const char *name, const char *help,
+                       const gw_svc_hist_t *h)
 {
-    char le[32];
+    double bounds[GW_SVC_HIST_NBUCKETS - 1];
+    uint64_t cumulative[GW_SVC_HIST_NBUCKETS];
     /* Read the count first: buckets and sum may then only be ahead of it. */
     uint64_t count = GW_SVC_GET(h->count);
     for (size_t i = 0; i < GW_SVC_HIST_NBUCKETS; i++) {
-        if (i == GW_SVC_HIST_NBUCKETS - 1)
-            snprintf(le, sizeof le, "le=\"+Inf\"");
-        else
-            snprintf(le, sizeof le, "le=\"%g\"", (double)svc_hist_bounds_us[i] / 1e6);
-        gw_metrics_counter(w, bucket_name, help, le, GW_SVC_GET(h->buckets[i]));
+        if (i < GW_SVC_HIST_NBUCKETS - 1)
+            bounds[i] = (double)svc_hist_bounds_us[i] / 1e6;
+        cumulative[i] = GW_SVC_GET(h->buckets[i]);
     }
-    gw_metrics_gauge(w, sum_name, help, NULL, (double)GW_SVC_GET(h->sum_us) / 1e6);
-    gw_metrics_counter(w, count_name, help, NULL, count);
+    gw_metrics_histogram(w, name, help, GW_SVC_HIST_NBUCKETS, bounds, cumulative,
+                         (double)GW_SVC_GET(h->sum_us) / 1e6, count);
 }
 
 uint64_t gw_svc_now_us(void)

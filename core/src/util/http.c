@@ -67,6 +67,23 @@ void gw_metrics_gauge(gw_metrics_writer_t *w, const char *name, const char *help
         evbuffer_add_printf(w->out, "%s %.17g\n", name, value);
 }
 
+void gw_metrics_histogram(gw_metrics_writer_t *w, const char *name, const char *help,
+                          size_t n, const double *bounds, const uint64_t *cumulative,
+                          double sum, uint64_t count)
+{
+    gw_metrics_header(w, name, help, "histogram");
+    for (size_t i = 0; i < n; i++) {
+        if (i + 1 == n)
+            evbuffer_add_printf(w->out, "%s_bucket{le=\"+Inf\"} %llu\n", name,
+                                (unsigned long long)cumulative[i]);
+        else
+            evbuffer_add_printf(w->out, "%s_bucket{le=\"%.17g\"} %llu\n", name, bounds[i],
+                                (unsigned long long)cumulative[i]);
+    }
+    evbuffer_add_printf(w->out, "%s_sum %.17g\n%s_count %llu\n", name, sum, name,
+                        (unsigned long long)count);
+}
+
 const char *gw_metrics_escape(const char *value, char *buf, size_t cap)
 {
     size_t o = 0;
