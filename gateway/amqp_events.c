@@ -74,6 +74,7 @@ static void on_link_remote_close(gw_glink_t *gl, pn_link_t *link)
 
     if (name && strcmp(name, GW_SPEC_COND_STOLEN) == 0) {
         /* Another gateway took the client over: no will on our side. */
+        GW_STAT_INC(c->w, takeovers);
         gw_client_close(c, GW_CLOSE_TAKEOVER, "link stolen by a newer connection");
         return;
     }
@@ -205,11 +206,16 @@ void gw_amqp_events_on_state(gw_amqp_conn_t *conn, gw_amqp_state_t state, const 
     switch (state) {
     case GW_AMQP_UP:
         dest->up = true;
+        __atomic_store_n(&dest->up_pub, true, __ATOMIC_RELAXED);
+        if (dest->ever_up)
+            GW_STAT_INC(w, amqp_reconnects);
+        dest->ever_up = true;
         GW_LOG_INFO(GW_MOD, NULL, "worker %zu: AMQP connection to %s up", w->index, url);
         break;
     case GW_AMQP_DOWN: {
         bool was_up = dest->up;
         dest->up = false;
+        __atomic_store_n(&dest->up_pub, false, __ATOMIC_RELAXED);
         if (was_up && w->stopping)
             GW_LOG_DEBUG(GW_MOD, NULL, "worker %zu: AMQP connection to %s closed", w->index, url);
         else if (was_up)
@@ -230,6 +236,7 @@ void gw_amqp_events_on_state(gw_amqp_conn_t *conn, gw_amqp_state_t state, const 
     }
     case GW_AMQP_CLOSED:
         dest->up = false;
+        __atomic_store_n(&dest->up_pub, false, __ATOMIC_RELAXED);
         dest->conn = NULL;
         gw_worker_maybe_exit(w);
         break;

@@ -24,6 +24,10 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+
+#include "gw/tls.h"
 
 #include "gateway.h"
 
@@ -52,7 +56,8 @@ const char *gw_client_name(const gw_client_t *c)
     return c->id ? c->id : c->peer;
 }
 
-void gw_client_accept(gw_worker_t *w, evutil_socket_t fd, const struct sockaddr *sa, int salen)
+void gw_client_accept(gw_worker_t *w, evutil_socket_t fd, const struct sockaddr *sa, int salen,
+                      int kind)
 {
     const gw_gateway_config_t *cfg = w->gw->cfg;
     gw_client_t *c = calloc(1, sizeof(*c));
@@ -64,6 +69,7 @@ void gw_client_accept(gw_worker_t *w, evutil_socket_t fd, const struct sockaddr 
     c->w = w;
     c->serial = atomic_fetch_add(&w->gw->next_serial, 1);
     c->state = GW_CLIENT_NEW;
+    c->lst_kind = (uint8_t)kind;
     if (sa->sa_family == AF_INET) {
         const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
         char a[INET_ADDRSTRLEN] = "?";
@@ -78,12 +84,29 @@ void gw_client_accept(gw_worker_t *w, evutil_socket_t fd, const struct sockaddr 
         snprintf(c->peer, sizeof(c->peer), "fd%d", (int)fd);
     }
     (void)salen;
+    /* Per-IP limit key: the peer without its port. */
+    const char *colon = strrchr(c->peer, ':');
+    size_t iplen = colon ? (size_t)(colon - c->peer) : strlen(c->peer);
+    snprintf(c->ip, sizeof(c->ip), "%.*s", (int)iplen, c->peer);
+    if (!gw_limits_conn_take(c)) {
+        evutil_closesocket(fd);
+        free(c);
+        return;
+    }
+    c->mctx.max_topic_len = (uint16_t)cfg->max_topic_length;
+    c->mctx.max_topic_levels = (uint16_t)cfg->max_topic_levels;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
     c->ssn = calloc(w->gw->routes.ndest, sizeof(*c->ssn));
     c->timer = evtimer_new(w->base, client_timer_cb, c);
     c->slow_ev = evtimer_new(w->base, client_slow_cb, c);
-    c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (kind == GW_LST_TLS) {
+        /* The handshake runs under the connect timer (a client can stall it). */
+        if (c->ssn && c->timer && c->slow_ev)
+            c->bev = gw_tls_server_bufferevent(w->gw->tls, w->base, fd, 0, NULL);
+    } else {
+        c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
     if (!c->ssn || !c->timer || !c->slow_ev || !c->bev)
         goto fail;
     fd = -1; /* owned by the bufferevent now */
@@ -100,13 +123,15 @@ void gw_client_accept(gw_worker_t *w, evutil_socket_t fd, const struct sockaddr 
         w->clients->prev = c;
     w->clients = c;
     w->nclients++;
-    w->stats.accepted++;
+    GW_STAT_INC(w, conn_total[c->lst_kind]);
+    GW_STAT_INC(w, conn_current[c->lst_kind]);
     GW_LOG_DEBUG(GW_MOD, c->peer, "accepted");
     return;
 
 fail:
     GW_LOG_ERROR(GW_MOD, NULL, "cannot accept a connection: out of memory");
     if (c) {
+        gw_limits_conn_release(c);
         if (c->bev)
             bufferevent_free(c->bev);
         if (c->timer)
@@ -163,23 +188,13 @@ gw_err_t gw_client_open_dest(gw_client_t *c, size_t d)
     return GW_OK;
 }
 
-gw_err_t gw_client_open_conns(gw_client_t *c, const gw_mqtt_connect_t *p)
+gw_err_t gw_client_open_conns(gw_client_t *c)
 {
     const gw_gateway_t *gw = c->w->gw;
     char ctl[1024], pub[1024];
     gw_err_t err;
 
-    if (p->has_username) {
-        c->has_credentials = true;
-        c->username = strndup(p->username.ptr, p->username.len);
-        if (!c->username)
-            return GW_ERR_NOMEM;
-        if (p->has_password) {
-            c->password = strndup((const char *)p->password.ptr, p->password.len);
-            if (!c->password)
-                return GW_ERR_NOMEM;
-        }
-    }
+    /* SASL PLAIN credentials were copied at CONNECT (handle_connect.c). */
     c->dests = calloc(gw->routes.ndest, sizeof(*c->dests));
     if (!c->dests)
         return GW_ERR_NOMEM;
@@ -249,6 +264,7 @@ void gw_client_write(gw_client_t *c, const void *data, size_t len)
     if (c->state == GW_CLIENT_CLOSING && !c->bev)
         return;
     bufferevent_write(c->bev, data, len);
+    GW_STAT_ADD(c->w, bytes_out, len);
     gw_client_check_output(c);
 }
 
@@ -276,7 +292,7 @@ void gw_client_update_read(gw_client_t *c)
     if (!c->bev)
         return;
     bool want = (c->state == GW_CLIENT_NEW || c->state == GW_CLIENT_CONNECTED) &&
-                !c->blocked_credit && !c->blocked_output;
+                !c->blocked_credit && !c->blocked_output && !c->blocked_rate;
     if (want)
         bufferevent_enable(c->bev, EV_READ);
     else
@@ -297,13 +313,27 @@ void gw_client_resume(gw_client_t *c)
 static void client_slow_cb(evutil_socket_t fd, short what, void *arg)
 {
     gw_client_t *c = arg;
-    if (c->blocked_output)
+    if (c->blocked_output) {
+        GW_STAT_INC(c->w, slow_disconnects);
         gw_client_close(c, GW_CLOSE_BRUTE, "slow client: output above the high watermark too long");
+    }
 }
 
 /* ------------------------------------------------------------------ */
 /* Closing                                                             */
 /* ------------------------------------------------------------------ */
+
+/* Release the socket. TLS: close_notify first (keeps the session
+ * resumable; does nothing after a failed handshake or a fatal error). */
+static void free_bev(gw_client_t *c)
+{
+    if (!c->bev)
+        return;
+    if (c->lst_kind == GW_LST_TLS)
+        gw_tls_shutdown(bufferevent_openssl_get_ssl(c->bev));
+    bufferevent_free(c->bev);
+    c->bev = NULL;
+}
 
 static void client_free(gw_client_t *c)
 {
@@ -312,20 +342,19 @@ static void client_free(gw_client_t *c)
         /* Per-client mode: its connections still refer to c->dests; the
          * last CLOSED frees it (gw_client_on_conn_closed). */
         c->free_pending = true;
-        if (c->bev) {
-            bufferevent_free(c->bev);
-            c->bev = NULL;
-        }
+        free_bev(c);
         return;
     }
-    if (c->bev)
-        bufferevent_free(c->bev);
+    free_bev(c);
     if (c->timer)
         event_free(c->timer);
     if (c->slow_ev)
         event_free(c->slow_ev);
     if (c->retry_ev)
         event_free(c->retry_ev);
+    if (c->rate_ev)
+        event_free(c->rate_ev);
+    gw_limits_conn_release(c);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -333,10 +362,12 @@ static void client_free(gw_client_t *c)
     if (c->next)
         c->next->prev = c->prev;
     w->nclients--;
+    GW_STAT_DEC(w, conn_current[c->lst_kind]);
     free(c->ssn);
     free(c->dests);
     free(c->username);
     free(c->password);
+    free(c->user);
     free(c->id);
     free(c);
     gw_worker_maybe_exit(w);
@@ -442,12 +473,15 @@ static void close_common(gw_client_t *c, gw_close_how_t how, const char *reason)
     else
         GW_LOG_DEBUG(GW_MOD, gw_client_name(c), "closed (%s): %s", how_name(how), reason);
     c->state = GW_CLIENT_CLOSING;
+    gw_auth_cancel(c);
     if (c->registered) {
         gw_registry_release(c->w->gw->registry, c->id, c->id_len, c->serial);
         c->registered = false;
     }
     event_del(c->timer);
     event_del(c->slow_ev);
+    if (c->rate_ev)
+        event_del(c->rate_ev);
     amqp_teardown(c, how, reason);
     if (c->dests) {
         for (size_t d = 0; d < c->w->gw->routes.ndest; d++)
@@ -455,6 +489,7 @@ static void close_common(gw_client_t *c, gw_close_how_t how, const char *reason)
                 gw_amqp_conn_close(c->dests[d].conn, NULL, NULL);
     }
     gw_outbound_free(c);
+    gw_subset_free(c);
     free(c->will_buf);
     c->will_buf = NULL;
     gw_publish_free(c);
@@ -510,7 +545,7 @@ static void violation(gw_client_t *c, gw_err_t err, uint8_t header)
                  type == GW_MQTT_UNSUBACK || type == GW_MQTT_PINGRESP)
             detail = "packet type only sent by servers";
     }
-    c->w->stats.violations++;
+    GW_STAT_INC(c->w, violations[err < GW_ERR__COUNT ? err : GW_ERR_MQTT_PROTOCOL]);
     snprintf(why, sizeof(why), "protocol violation in %s: %s (%s)", gw_mqtt_type_name(type),
              detail, gw_err_name(err));
     GW_LOG_WARN(GW_MOD, gw_client_name(c), "%s", why);
@@ -520,6 +555,8 @@ static void violation(gw_client_t *c, gw_err_t err, uint8_t header)
 static void write_connack_and_close(gw_client_t *c, uint8_t rc, const char *reason)
 {
     uint8_t b[4] = {0x20, 0x02, 0x00, rc};
+    if (rc < 6)
+        GW_STAT_INC(c->w, connack_refused[rc]);
     gw_client_write(c, b, sizeof(b));
     gw_client_close_after_flush(c, GW_CLOSE_REFUSED, reason);
 }
@@ -566,7 +603,7 @@ static void process_input(gw_client_t *c)
     uint32_t max_packet = (uint32_t)c->w->gw->cfg->max_packet_size;
 
     while (c->state == GW_CLIENT_NEW || c->state == GW_CLIENT_CONNECTED) {
-        if (c->blocked_credit || c->blocked_output)
+        if (c->blocked_credit || c->blocked_output || c->blocked_rate)
             break;
         size_t avail = evbuffer_get_length(in);
         if (avail == 0)
@@ -616,12 +653,17 @@ static void process_input(gw_client_t *c)
         }
         err = dispatch(c, &pkt);
         if (err == GW_ERR_AGAIN) {
-            /* No credit: keep the packet, stop reading until PN_LINK_FLOW. */
-            c->blocked_credit = true;
+            /* No credit (or no rate token): keep the packet, stop reading
+             * until PN_LINK_FLOW (or the rate timer). */
+            if (!c->blocked_rate) {
+                c->blocked_credit = true;
+                GW_STAT_INC(c->w, credit_stalls);
+            }
             break;
         }
         if (c->bev)
             evbuffer_drain(in, total);
+        GW_STAT_ADD(c->w, bytes_in, total);
         if (err != GW_OK) {
             violation(c, err, header);
             return;
@@ -665,6 +707,26 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
         schedule_free(c);
         return;
     }
+    if (what & BEV_EVENT_CONNECTED) {
+        /* TLS handshake done. */
+        if ((int)GW_LOG_LEVEL_DEBUG <= gw_log_current_level) {
+            char d[160];
+            GW_LOG_DEBUG(GW_MOD, c->peer, "TLS %s",
+                         gw_tls_describe(bufferevent_openssl_get_ssl(bev), d, sizeof(d)));
+        }
+        return;
+    }
+    if ((what & BEV_EVENT_ERROR) && c->lst_kind == GW_LST_TLS) {
+        unsigned long e = bufferevent_get_openssl_error(bev);
+        if (e) {
+            /* Routine (scanners, wrong CA, no client certificate): DEBUG. */
+            char es[256];
+            ERR_error_string_n(e, es, sizeof(es));
+            GW_LOG_DEBUG(GW_MOD, c->peer, "TLS error: %s", es);
+            gw_client_close(c, GW_CLOSE_BRUTE, "TLS error");
+            return;
+        }
+    }
     if (what & BEV_EVENT_EOF)
         gw_client_close(c, GW_CLOSE_BRUTE, "connection closed by the client without DISCONNECT");
     else if (what & BEV_EVENT_ERROR)
@@ -686,7 +748,7 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
          * client we stopped reading (back-pressure) is not at fault. */
         uint64_t limit = (uint64_t)c->keep_alive * 1500u;
         uint64_t idle = gw_now_ms() - c->last_rx_ms;
-        if (c->blocked_credit || c->blocked_output) {
+        if (c->blocked_credit || c->blocked_output || c->blocked_rate) {
             c->last_rx_ms = gw_now_ms();
             idle = 0;
         }

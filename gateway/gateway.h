@@ -30,6 +30,7 @@
 #include <proton/session.h>
 
 #include "gw/amqp.h"
+#include "gw/auth.h"
 #include "gw/config.h"
 #include "gw/error.h"
 #include "gw/log.h"
@@ -43,6 +44,7 @@
 /* ------------------------------------------------------------------ */
 
 enum { GW_MODE_SHARED = 0, GW_MODE_PER_CLIENT = 1 };
+enum { GW_ANON_AUTO = 0, GW_ANON_TRUE = 1, GW_ANON_FALSE = 2 }; /* --allow-anonymous */
 
 typedef struct gw_gateway_config {
     gw_config_list_t mqtt_listen;
@@ -66,6 +68,25 @@ typedef struct gw_gateway_config {
     char *pubrel_prefix;
     char *container_id;
     int64_t amqp_idle_timeout_ms;
+    char *http_listen;          /* HOST:PORT of /healthz /readyz /metrics; NULL/"" = off */
+    gw_config_list_t mqtts_listen; /* MQTT over TLS listeners (gw/tls.h) */
+    char *tls_cert, *tls_key, *tls_ca;
+    int tls_client_cert;        /* gw_tls_client_cert_t */
+    int tls_min_version;        /* 0 = "1.2", 1 = "1.3" */
+    char *tls_ciphers;
+    char *password_file;        /* gw/auth.h format (mqtt-passwd); NULL = no local check */
+    char *acl_file;             /* NULL = everything allowed */
+    int allow_anonymous;        /* GW_ANON_*: auto = true without a password file */
+    char *cert_identity_field;  /* DN attribute of a verified client certificate ("CN") */
+    int64_t auth_threads;       /* password verification threads per worker */
+    int64_t max_connections;    /* limits (issue 7); 0 = unlimited */
+    int64_t max_connections_per_ip;
+    int64_t max_topic_length;
+    int64_t max_topic_levels;
+    int64_t publish_rate;       /* PUBLISH/s per client (token bucket); 0 = unlimited */
+    int64_t publish_burst;      /* bucket size; 0 = publish_rate */
+    int64_t max_subscriptions;  /* distinct filters per client; 0 = unlimited */
+    int64_t max_links_per_client; /* publishing links of one client, all destinations */
 } gw_gateway_config_t;
 
 extern const gw_config_spec_t gw_gateway_config_spec;
@@ -78,9 +99,11 @@ typedef struct gw_route {
     char *prefix;
     size_t prefix_len;
     size_t dest;        /* index into gw_gateway_t.dest_urls */
-    /* Hook for later: an address template per route ("{topic}" rewritten
-     * into the target address); NULL = the address is the topic itself. */
+    /* `;address=TEMPLATE`: rewrites the address of publications whose topic
+     * matches the prefix ({topic}, {topic.}, {rest}, {rest.}; the rest is
+     * literal); NULL = the address is the topic itself. Owned. */
     char *addr_template;
+    bool relay_never;   /* `;relay=never`: per-topic links even if the peer offers ANONYMOUS-RELAY */
 } gw_route_t;
 
 typedef struct gw_routes {
@@ -95,6 +118,16 @@ gw_err_t gw_routes_build(gw_routes_t *rt, const char *default_url, const gw_conf
 void gw_routes_free(gw_routes_t *rt);
 /** Destination index for an address: the longest matching prefix wins. */
 size_t gw_routes_lookup(const gw_routes_t *rt, const char *addr, size_t len);
+/** The route whose prefix is the longest match of addr; NULL = default route. */
+const gw_route_t *gw_routes_match(const gw_routes_t *rt, const char *addr, size_t len);
+/**
+ * Rewrite a publication topic with the route's address template into buf
+ * (cap bytes, NUL-terminated when it fits). Returns the length the full
+ * address needs (without the NUL), like snprintf: the caller grows buf and
+ * retries when it is >= cap. r must have an addr_template and match topic.
+ */
+size_t gw_route_rewrite(const gw_route_t *r, const char *topic, size_t tlen, char *buf,
+                        size_t cap);
 
 /* ------------------------------------------------------------------ */
 /* Client-id registry (registry.c): the only shared structure           */
@@ -128,6 +161,20 @@ typedef struct gw_gateway {
     gw_registry_t *registry;
     gw_worker_t *workers;
     size_t nworkers;
+    struct gw_http *http;       /* --http-listen (metrics.c), NULL = off */
+    struct gw_tls_server *tls;  /* --mqtts-listen: shared by the workers (thread-safe), NULL = off */
+    /* auth.c: current password database and ACL (swapped on SIGHUP under auth_mu) */
+    pthread_mutex_t auth_mu;
+    bool auth_mu_init;
+    gw_auth_passwd_t *passwd;   /* NULL = no password file */
+    gw_auth_cache_t *auth_cache;
+    struct gw_acl_ref *acl;     /* NULL = no ACL file (under auth_mu) */
+    bool acl_on;                /* an ACL file is configured (constant after start) */
+    uint64_t acl_gen;           /* __atomic: bumped on every ACL swap */
+    /* limits.c: connection counts, global and per IP (accept/free only) */
+    uint64_t nconn;             /* __atomic */
+    pthread_mutex_t ip_mu;
+    struct gw_ip_count **ip_tab; /* hash table, GW_IP_BUCKETS chains */
     atomic_uint_fast64_t next_serial;
 } gw_gateway_t;
 
@@ -139,15 +186,42 @@ typedef struct gw_dest {
     gw_amqp_conn_t *conn;
     bool up;
     bool closing;   /* shutdown: gw_amqp_conn_close() called */
+    bool ever_up;   /* a later UP counts as a reconnect */
+    bool up_pub;    /* copy of up for the HTTP thread (__atomic relaxed) */
 } gw_dest_t;
 
+/* Per-worker counters (metrics.c sums them at scrape time). Written only by
+ * the worker's thread, read by the HTTP thread: relaxed atomic loads and
+ * stores (GW_STAT_*), which compile to plain moves: the message path pays
+ * no locked instruction and the data race stays defined (UBSan/TSan). */
+enum { GW_LST_TCP = 0, GW_LST_TLS = 1, GW_LST__COUNT };
+enum { GW_WH_REJECTED = 0, GW_WH_RELEASED, GW_WH_MODIFIED, GW_WH__COUNT };
+
 typedef struct gw_worker_stats {
-    uint64_t accepted;
-    uint64_t publish_in;
-    uint64_t publish_out;
-    uint64_t rejected;
-    uint64_t violations;
+    uint64_t conn_current[GW_LST__COUNT]; /* up and down: net per worker */
+    uint64_t conn_total[GW_LST__COUNT];
+    uint64_t connack_refused[6];          /* by CONNACK return code 1..5 */
+    uint64_t msgs_in[3];                  /* PUBLISH from clients forwarded, by QoS */
+    uint64_t msgs_out[3];                 /* PUBLISH written to clients, by QoS */
+    uint64_t bytes_in, bytes_out;         /* MQTT bytes processed / queued for writing */
+    uint64_t withheld[GW_WH__COUNT];      /* PUBACK/PUBREC not sent: AMQP outcome */
+    uint64_t violations[GW_ERR__COUNT];   /* protocol violations by gw_err_t */
+    uint64_t credit_stalls;               /* reading paused for lack of AMQP credit */
+    uint64_t slow_disconnects;
+    uint64_t takeovers;
+    uint64_t amqp_reconnects;
+    uint64_t acl_denied[3];               /* GW_ACLD_*: publish, subscribe filter, will */
+    uint64_t conn_refused[2];             /* GW_LIM_*: over max-connections / per IP */
+    uint64_t rate_limited;                /* times a client's reading paused by --publish-rate */
+    uint64_t subs_limited;                /* filters refused by --max-subscriptions-per-client */
 } gw_worker_stats_t;
+enum { GW_ACLD_PUBLISH = 0, GW_ACLD_SUBSCRIBE, GW_ACLD_WILL };
+enum { GW_LIM_MAX_CONN = 0, GW_LIM_PER_IP };
+
+#define GW_STAT_GET(w, f) __atomic_load_n(&(w)->stats.f, __ATOMIC_RELAXED)
+#define GW_STAT_ADD(w, f, n)                                                                       __atomic_store_n(&(w)->stats.f, __atomic_load_n(&(w)->stats.f, __ATOMIC_RELAXED) + (n),                         __ATOMIC_RELAXED)
+#define GW_STAT_INC(w, f) GW_STAT_ADD(w, f, 1u)
+#define GW_STAT_DEC(w, f) GW_STAT_ADD(w, f, (uint64_t)-1)
 
 struct gw_worker {
     gw_gateway_t *gw;
@@ -169,7 +243,14 @@ struct gw_worker {
     bool stop_requested;       /* under ctl_mu */
     bool stopping;             /* worker thread only */
     struct event *stop_timer;
-    gw_worker_stats_t stats;
+    _Alignas(64) gw_worker_stats_t stats; /* own cache lines: written by this worker only */
+    gw_auth_pool_t *auth_pool; /* password verification off the loop (NULL without a password file) */
+    struct gw_acl_ref *acl;    /* this worker's reference on the ACL in force */
+    uint64_t acl_gen;
+    uint64_t acl_log_ms;       /* rate limit of "denied by the ACL" lines */
+    uint32_t acl_log_suppressed;
+    char *addr_buf;            /* scratch: publication address rewritten by a route template */
+    size_t addr_cap;
 };
 
 gw_err_t gw_worker_init(gw_worker_t *w, gw_gateway_t *gw, size_t index);
@@ -183,6 +264,46 @@ void gw_worker_cleanup(gw_worker_t *w);
 gw_dest_t *gw_worker_dest(gw_worker_t *w, size_t index);
 /** The worker finished stopping once its last client and connection are gone. */
 void gw_worker_maybe_exit(gw_worker_t *w);
+
+/* auth.c: authentication and ACL (gw/auth.h). */
+typedef struct gw_acl_ref gw_acl_ref_t;
+gw_err_t gw_auth_setup(gw_gateway_t *gw, const gw_gateway_config_t *cfg, char *why, size_t whylen);
+/** SIGHUP: reload the password and ACL files (keep the old ones on error). */
+void gw_auth_reload(gw_gateway_t *gw);
+void gw_auth_teardown(gw_gateway_t *gw);
+gw_err_t gw_auth_worker_init(gw_worker_t *w);
+void gw_auth_worker_cleanup(gw_worker_t *w);
+bool gw_auth_allow_anonymous(const gw_gateway_t *gw);
+/** ACL check for this client (true when no ACL is configured). */
+bool gw_auth_allowed(gw_client_t *c, const char *topic, size_t len, unsigned access,
+                     bool is_filter);
+/** INFO line for a denial, rate-limited per worker. */
+void gw_auth_log_denied(gw_client_t *c, const char *what, const char *topic, size_t len);
+/** Submit c->user + the CONNECT password to the worker's pool; gw_connect_continue on success. */
+gw_err_t gw_auth_start(gw_client_t *c, const gw_mqtt_connect_t *p);
+void gw_auth_cancel(gw_client_t *c);
+
+/* limits.c: --max-connections, --max-connections-per-ip, --publish-rate. */
+gw_err_t gw_limits_init(gw_gateway_t *gw);
+void gw_limits_cleanup(gw_gateway_t *gw);
+/** Take a connection slot for c (c->ip set); false = refused (counted and logged). */
+bool gw_limits_conn_take(gw_client_t *c);
+void gw_limits_conn_release(gw_client_t *c);
+/** One PUBLISH token; false = none: reading paused until the bucket refills. */
+bool gw_limits_publish_token(gw_client_t *c);
+/** Give back the token of a PUBLISH that could not be forwarded yet. */
+void gw_limits_publish_refund(gw_client_t *c);
+/* The client's subscription set (--max-subscriptions-per-client). */
+bool gw_subset_has(const gw_client_t *c, const char *f, size_t len);
+gw_err_t gw_subset_add(gw_client_t *c, const char *f, size_t len);
+void gw_subset_remove(gw_client_t *c, const char *f, size_t len);
+void gw_subset_free(gw_client_t *c);
+/** SUBSCRIBE of f: may it be added (true) or is the client at its limit (counted, logged)? */
+bool gw_limits_subscribe_ok(gw_client_t *c, const char *f, size_t len);
+
+/* metrics.c: --http-listen (health, readiness, Prometheus metrics). */
+gw_err_t gw_metrics_start(gw_gateway_t *gw);
+void gw_metrics_stop(gw_gateway_t *gw);
 
 /* AMQP event handler of a worker's shared connection (amqp_events.c). */
 void gw_amqp_events_on_event(gw_amqp_conn_t *conn, pn_event_t *event, void *ctx);
@@ -298,6 +419,7 @@ struct gw_client {
     struct event *timer;     /* connect timeout, then keep alive, then deferred free */
     struct event *slow_ev;   /* output above the high watermark for too long */
     char peer[64];
+    uint8_t lst_kind;        /* GW_LST_TCP / GW_LST_TLS (metrics) */
     char *id;                /* NUL-terminated client id (after CONNECT) */
     size_t id_len;
     bool registered;
@@ -319,6 +441,9 @@ struct gw_client {
     gw_dest_t *dests;        /* per-client mode only, else NULL */
     size_t nconns;           /* per-client mode: connections not CLOSED yet */
     bool has_credentials;    /* CONNECT carried a user name */
+    char *user;              /* authenticated (or claimed, without a password file) user; owned */
+    size_t user_len;
+    gw_auth_job_t *auth_job; /* password verification running */
     char *username, *password; /* per-client mode: SASL PLAIN (owned) */
     bool free_pending;       /* memory release waits for nconns == 0 */
     gw_glink_t l_will, l_ss, l_control, l_publish, l_pubrel;
@@ -330,6 +455,15 @@ struct gw_client {
     /* flow control */
     bool blocked_credit;     /* waiting for AMQP credit: socket not read */
     bool blocked_output;     /* output above the high watermark */
+    bool blocked_rate;       /* --publish-rate: no token; rate_ev resumes */
+    bool counted_conn;       /* holds a slot in gw->nconn / the per-IP table */
+    char ip[48];             /* peer address without port (per-IP limit key) */
+    double tokens;           /* publish token bucket */
+    uint64_t tokens_ms;
+    struct event *rate_ev;
+    char **subset;           /* the client's filters, sorted, owned (limits.c) */
+    size_t nsubset, capsubset;
+    bool subs_limit_logged;  /* one log line per client for the subscription limit */
     uint32_t owed_credit;    /* publish-link credit held back while blocked_output */
 
     /* outbound QoS 1/2 */
@@ -347,7 +481,9 @@ struct gw_client {
 };
 
 /* client.c */
-void gw_client_accept(gw_worker_t *w, evutil_socket_t fd, const struct sockaddr *sa, int salen);
+/** A new connection on a listener of kind GW_LST_TCP or GW_LST_TLS (handshake runs first). */
+void gw_client_accept(gw_worker_t *w, evutil_socket_t fd, const struct sockaddr *sa, int salen,
+                      int kind);
 /** Close the client: AMQP side according to how, then free it (deferred). */
 void gw_client_close(gw_client_t *c, gw_close_how_t how, const char *reason);
 /** Close after the output (e.g. a CONNACK) is flushed, bounded in time. */
@@ -369,7 +505,7 @@ gw_client_t *gw_client_find_serial(gw_worker_t *w, uint64_t serial);
 /** Destination d as used by this client (its own in per-client mode). */
 gw_dest_t *gw_client_dest(gw_client_t *c, size_t d);
 /** Per-client mode: open the client's own AMQP connections (SASL from CONNECT). */
-gw_err_t gw_client_open_conns(gw_client_t *c, const gw_mqtt_connect_t *p);
+gw_err_t gw_client_open_conns(gw_client_t *c);
 /** Per-client mode: connect destination d (no-op if already open). */
 gw_err_t gw_client_open_dest(gw_client_t *c, size_t d);
 /** Per-client mode: one of the client's connections came up; attach links when all are. */
@@ -389,6 +525,8 @@ void gw_connect_fail(gw_client_t *c, uint8_t rc, const char *reason);
 /* Packet dispatcher result: GW_ERR_AGAIN = blocked (keep the packet, stop reading). */
 gw_err_t gw_handle_connect(gw_client_t *c, const gw_mqtt_connect_t *p);
 void gw_connect_progress(gw_client_t *c);
+/** Second half of CONNECT once the client is authenticated: will ACL, links, AMQP. */
+void gw_connect_continue(gw_client_t *c);
 void gw_connect_on_timeout(gw_client_t *c);
 gw_err_t gw_handle_publish(gw_client_t *c, const gw_mqtt_publish_t *p);
 gw_err_t gw_handle_pubrel(gw_client_t *c, uint16_t pid);

@@ -16,6 +16,10 @@
 #include <sys/random.h>
 
 
+#include <event2/bufferevent_ssl.h>
+
+#include "gw/tls.h"
+
 #include "gateway.h"
 
 static void write_connack(gw_client_t *c, uint8_t rc, bool session_present)
@@ -29,6 +33,8 @@ void gw_connect_fail(gw_client_t *c, uint8_t rc, const char *reason)
     if (c->state == GW_CLIENT_CLOSING)
         return;
     GW_LOG_WARN(GW_MOD, gw_client_name(c), "CONNECT refused (CONNACK %u): %s", rc, reason);
+    if (rc < 6)
+        GW_STAT_INC(c->w, connack_refused[rc]);
     write_connack(c, rc, false);
     gw_client_close_after_flush(c, GW_CLOSE_REFUSED, reason);
 }
@@ -152,8 +158,6 @@ gw_err_t gw_handle_connect(gw_client_t *c, const gw_mqtt_connect_t *p)
     const gw_gateway_config_t *cfg = w->gw->cfg;
     const gw_spec_addrs_t *a = &w->gw->addrs;
     char ctl[1024], pub[1024];
-    size_t old_worker = 0;
-    uint64_t old_serial = 0;
 
     c->mctx.protocol_level = p->protocol_level;
     if (p->client_id.len == 0 && !p->clean_session) {
@@ -176,13 +180,96 @@ gw_err_t gw_handle_connect(gw_client_t *c, const gw_mqtt_connect_t *p)
     c->keep_alive = p->keep_alive;
     if (p->will_flag && copy_will(c, p) != GW_OK)
         return GW_ERR_NOMEM;
+    if (p->has_username) {
+        c->has_credentials = true;
+        c->user = strndup(p->username.ptr, p->username.len);
+        if (!c->user)
+            return GW_ERR_NOMEM;
+        c->user_len = p->username.len;
+    }
+    if (cfg->connection_mode == GW_MODE_PER_CLIENT && p->has_username) {
+        /* SASL PLAIN toward the router with the CONNECT credentials. */
+        c->username = strndup(p->username.ptr, p->username.len);
+        if (!c->username)
+            return GW_ERR_NOMEM;
+        if (p->has_password) {
+            c->password = strndup((const char *)p->password.ptr, p->password.len);
+            if (!c->password)
+                return GW_ERR_NOMEM;
+        }
+    }
 
+    /* Authentication. A verified client certificate authenticates by
+     * itself: its identity becomes the user name, or must equal the one
+     * given. Otherwise a user name is checked against --password-file (on
+     * the pool, answered later), and no user name needs --allow-anonymous. */
+    bool cert_auth = false;
+    if (c->lst_kind == GW_LST_TLS && cfg->tls_client_cert != GW_TLS_CLIENT_CERT_NONE) {
+        char ident[GW_AUTH_USER_MAX + 1];
+        size_t ilen = 0;
+        if (gw_tls_peer_identity(bufferevent_openssl_get_ssl(c->bev), cfg->cert_identity_field,
+                                 ident, sizeof(ident), &ilen) == GW_OK) {
+            if (c->user && (c->user_len != ilen || memcmp(c->user, ident, ilen) != 0)) {
+                gw_connect_fail(c, GW_MQTT_CONNACK_NOT_AUTHORIZED,
+                                "user name does not match the client certificate");
+                return GW_OK;
+            }
+            if (!c->user) {
+                c->user = strndup(ident, ilen);
+                if (!c->user)
+                    return GW_ERR_NOMEM;
+                c->user_len = ilen;
+            }
+            cert_auth = true;
+        }
+    }
+    if (!cert_auth && !c->user && !gw_auth_allow_anonymous(w->gw)) {
+        gw_connect_fail(c, GW_MQTT_CONNACK_NOT_AUTHORIZED, "anonymous clients are not allowed");
+        return GW_OK;
+    }
+    if (!cert_auth && c->user && w->auth_pool) {
+        gw_err_t aerr = gw_auth_start(c, p);
+        if (aerr != GW_OK) {
+            gw_connect_fail(c, GW_MQTT_CONNACK_SERVER_UNAVAILABLE,
+                            aerr == GW_ERR_LIMIT ? "too many password verifications pending"
+                                                 : "cannot verify the password");
+            return GW_OK;
+        }
+        c->state = GW_CLIENT_CONNECTING; /* not read until CONNACK; connect timer runs */
+        gw_client_update_read(c);
+        return GW_OK;
+    }
+    gw_connect_continue(c);
+    return GW_OK;
+}
+
+void gw_connect_continue(gw_client_t *c)
+{
+    gw_worker_t *w = c->w;
+    const gw_gateway_config_t *cfg = w->gw->cfg;
+    const gw_spec_addrs_t *a = &w->gw->addrs;
+    char ctl[1024], pub[1024];
+    size_t old_worker = 0;
+    uint64_t old_serial = 0;
+
+    if (c->has_will &&
+        !gw_auth_allowed(c, c->will.topic.ptr, c->will.topic.len, GW_ACL_WRITE, false)) {
+        GW_STAT_INC(w, acl_denied[GW_ACLD_WILL]);
+        gw_auth_log_denied(c, "will", c->will.topic.ptr, c->will.topic.len);
+        gw_connect_fail(c, GW_MQTT_CONNACK_NOT_AUTHORIZED, "will topic denied by the ACL");
+        return;
+    }
+    if (gw_spec_addr_client(a, GW_SPEC_ADDR_CONTROL, c->id, c->id_len, ctl, sizeof(ctl)) ||
+        gw_spec_addr_client(a, GW_SPEC_ADDR_PUBLISH, c->id, c->id_len, pub, sizeof(pub))) {
+        gw_connect_fail(c, GW_MQTT_CONNACK_ID_REJECTED, "client id too long for an address");
+        return;
+    }
     bool per_client = cfg->connection_mode == GW_MODE_PER_CLIENT;
     /* While an AMQP destination this client needs is down: CONNACK 3. */
     if (!per_client && ((c->has_will && !dest_up(c, a->lwt)) || !dest_up(c, a->subctrl) ||
                         !dest_up(c, ctl) || !dest_up(c, pub))) {
         gw_connect_fail(c, GW_MQTT_CONNACK_SERVER_UNAVAILABLE, "AMQP connection is down");
-        return GW_OK;
+        return;
     }
 
     /* MQTT-3.1.4-2: the newest connection for a client id wins. */
@@ -192,8 +279,10 @@ gw_err_t gw_handle_connect(gw_client_t *c, const gw_mqtt_connect_t *p)
             /* Same worker, same AMQP connection: close the old links first so
              * that the new ones with the same names follow their detach. */
             gw_client_t *old = gw_client_find_serial(w, old_serial);
-            if (old)
+            if (old && old->state != GW_CLIENT_CLOSING) {
+                GW_STAT_INC(w, takeovers);
                 gw_client_close(old, GW_CLOSE_TAKEOVER, "taken over by a new connection");
+            }
         } else {
             gw_worker_request_kill(&w->gw->workers[old_worker], old_serial);
         }
@@ -204,16 +293,15 @@ gw_err_t gw_handle_connect(gw_client_t *c, const gw_mqtt_connect_t *p)
                  (int)c->clean_session, (unsigned)c->keep_alive, (int)c->has_will);
     if (per_client) {
         /* Links are attached once all of the client's connections are UP. */
-        if (gw_client_open_conns(c, p) != GW_OK)
+        if (gw_client_open_conns(c) != GW_OK)
             gw_connect_fail(c, GW_MQTT_CONNACK_SERVER_UNAVAILABLE, "cannot open AMQP connections");
-        return GW_OK;
+        return;
     }
     if (attach_links(c) != GW_OK) {
         gw_connect_fail(c, GW_MQTT_CONNACK_SERVER_UNAVAILABLE, "cannot attach AMQP links");
-        return GW_OK;
+        return;
     }
     gw_connect_progress(c);
-    return GW_OK;
 }
 
 void gw_connect_on_conn_up(gw_client_t *c)
@@ -358,6 +446,9 @@ void gw_connect_on_control(gw_client_t *c, pn_delivery_t *dlv)
             /* x-opt-session-present (absent: the decoder derives it) */
             c->session_present = m.session_present;
             c->subs_done = true;
+            /* The session's filters count toward --max-subscriptions-per-client. */
+            for (size_t i = 0; i < m.count; i++)
+                gw_subset_add(c, m.entries[i].filter.ptr, m.entries[i].filter.len);
         }
     }
     gw_spec_msg_clear(&m);

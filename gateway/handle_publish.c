@@ -89,16 +89,18 @@ static void topic_link_drop(gw_client_t *c, gw_glink_t *victim)
 /* Find or attach the sender for (destination, topic, QoS 2 or not). NULL with
  * *err = GW_ERR_AGAIN when the cache is full of busy links. */
 static gw_glink_t *topic_sender(gw_client_t *c, size_t d, const char *topic, size_t tlen,
-                                bool qos2, gw_err_t *err)
+                                bool qos2, bool relay_ok, gw_err_t *err)
 {
     gw_dest_t *dest = gw_client_dest(c, d);
-    bool anon = gw_amqp_conn_peer_has_anonymous_relay(dest->conn);
+    bool anon = relay_ok && gw_amqp_conn_peer_has_anonymous_relay(dest->conn);
     size_t n_on_dest = 0;
-    gw_glink_t *lru = NULL;
+    gw_glink_t *lru = NULL, *glru = NULL; /* idle LRU on this destination / on any */
     char name[1200];
 
     *err = GW_OK;
     for (gw_glink_t *gl = c->topic_links; gl; gl = gl->next) {
+        if (gl->pn && pn_link_unsettled(gl->pn) == 0 && (!glru || gl->last_use < glru->last_use))
+            glru = gl;
         if (gl->dest != d)
             continue;
         if (gl->qos2 == qos2 &&
@@ -117,6 +119,16 @@ static gw_glink_t *topic_sender(gw_client_t *c, size_t d, const char *topic, siz
             return NULL;
         }
         topic_link_drop(c, lru);
+        if (glru == lru)
+            glru = NULL;
+    }
+    /* --max-links-per-client: all destinations together (issue 7). */
+    if (c->ntopic_links >= (size_t)c->w->gw->cfg->max_links_per_client) {
+        if (!glru) {
+            *err = GW_ERR_AGAIN; /* every link busy: resumes on a disposition */
+            return NULL;
+        }
+        topic_link_drop(c, glru);
     }
     pn_session_t *ssn = gw_client_session(c, d);
     if (!ssn) {
@@ -165,7 +177,8 @@ static gw_err_t forward(gw_client_t *c, const gw_mqtt_publish_t *p, pn_delivery_
     gw_err_t err;
 
     *out = NULL;
-    size_t d = gw_routes_lookup(&w->gw->routes, p->topic.ptr, p->topic.len);
+    const gw_route_t *route = gw_routes_match(&w->gw->routes, p->topic.ptr, p->topic.len);
+    size_t d = route ? route->dest : 0;
     gw_dest_t *dest = gw_client_dest(c, d);
     if (c->dests && dest && !dest->conn) {
         /* Per-client mode: first message to this destination; wait for UP. */
@@ -176,7 +189,26 @@ static gw_err_t forward(gw_client_t *c, const gw_mqtt_publish_t *p, pn_delivery_
     }
     if (!dest || !dest->up)
         return GW_ERR_AMQP;
-    gw_glink_t *gl = topic_sender(c, d, p->topic.ptr, p->topic.len, p->qos == 2, &err);
+    /* The AMQP address: the topic itself, or its rewrite by the route's
+     * template (foreign brokers, issue 6), built in the worker's scratch
+     * buffer (grown once, no allocation per message in steady state). */
+    const char *addr = p->topic.ptr;
+    size_t alen = p->topic.len;
+    if (route && route->addr_template) {
+        alen = gw_route_rewrite(route, p->topic.ptr, p->topic.len, w->addr_buf, w->addr_cap);
+        if (alen >= w->addr_cap) {
+            char *nb = realloc(w->addr_buf, alen + 1);
+            if (!nb)
+                return GW_ERR_NOMEM;
+            w->addr_buf = nb;
+            w->addr_cap = alen + 1;
+            gw_route_rewrite(route, p->topic.ptr, p->topic.len, w->addr_buf, w->addr_cap);
+        }
+        addr = w->addr_buf;
+    }
+    /* A template needs the rewritten address as link target: no relay. */
+    bool relay_ok = !route || (!route->addr_template && !route->relay_never);
+    gw_glink_t *gl = topic_sender(c, d, addr, alen, p->qos == 2, relay_ok, &err);
     if (!gl)
         return err;
     if (pn_link_credit(gl->pn) <= 0)
@@ -184,8 +216,8 @@ static gw_err_t forward(gw_client_t *c, const gw_mqtt_publish_t *p, pn_delivery_
 
     gw_spec_publish_t sp;
     memset(&sp, 0, sizeof(sp));
-    sp.topic.ptr = p->topic.ptr;
-    sp.topic.len = p->topic.len;
+    sp.topic.ptr = addr;
+    sp.topic.len = alen;
     sp.payload.ptr = (const char *)p->payload.ptr;
     sp.payload.len = p->payload.len;
     sp.qos = p->qos;
@@ -198,7 +230,6 @@ static gw_err_t forward(gw_client_t *c, const gw_mqtt_publish_t *p, pn_delivery_
     if (err == GW_OK)
         err = gw_amqp_send(dest->conn, gl->pn, w->msg, p->qos == 0, out);
     if (err == GW_OK) {
-        w->stats.publish_in++;
         if (*out)
             pn_delivery_set_context(*out, GW_DTAG(p->qos == 1 ? GW_DK_PUB1 : GW_DK_PUB2,
                                                   p->packet_id));
@@ -218,6 +249,21 @@ gw_err_t gw_handle_publish(gw_client_t *c, const gw_mqtt_publish_t *p)
     pn_delivery_t *dlv = NULL;
     gw_err_t err;
 
+    if (!gw_limits_publish_token(c))
+        return GW_ERR_AGAIN; /* --publish-rate: paused, resumed by the rate timer */
+    if (!gw_auth_allowed(c, p->topic.ptr, p->topic.len, GW_ACL_WRITE, false)) {
+        /* Not forwarded. MQTT 3.1.1 has no negative ack: acknowledge and
+         * drop (QoS 1 PUBACK, QoS 2 PUBREC; the PUBREL of an id we do not
+         * hold is answered PUBCOMP), as brokers usually do, so that the
+         * client does not resend it forever. */
+        GW_STAT_INC(c->w, acl_denied[GW_ACLD_PUBLISH]);
+        gw_auth_log_denied(c, "PUBLISH", p->topic.ptr, p->topic.len);
+        if (p->qos == 1)
+            gw_client_write_ack(c, GW_MQTT_PUBACK, p->packet_id);
+        else if (p->qos == 2 && !in_find(c, p->packet_id))
+            gw_client_write_ack(c, GW_MQTT_PUBREC, p->packet_id);
+        return GW_OK;
+    }
     if (p->qos > 0) {
         gw_in_msg_t *m = in_find(c, p->packet_id);
         if (m) {
@@ -229,12 +275,15 @@ gw_err_t gw_handle_publish(gw_client_t *c, const gw_mqtt_publish_t *p)
         }
     }
     err = forward(c, p, &dlv);
-    if (err == GW_ERR_AGAIN)
+    if (err == GW_ERR_AGAIN) {
+        gw_limits_publish_refund(c); /* the packet is read again later */
         return GW_ERR_AGAIN; /* the packet stays in the input buffer */
+    }
     if (err != GW_OK) {
         forward_failed(c, p, err);
         return GW_OK;
     }
+    GW_STAT_INC(c->w, msgs_in[p->qos]);
     if (p->qos > 0) {
         gw_in_msg_t *m = in_add(c, p);
         if (!m) {
@@ -341,7 +390,9 @@ void gw_publish_on_outcome(gw_client_t *c, gw_glink_t *gl, pn_delivery_t *dlv)
         /* MQTT 3.1.1 has no negative ack: no PUBACK/PUBREC; the client
          * resends after reconnecting. */
         pn_condition_t *cond = pn_disposition_condition(pn_delivery_remote(dlv));
-        c->w->stats.rejected++;
+        GW_STAT_INC(c->w, withheld[st == PN_RELEASED   ? GW_WH_RELEASED
+                                   : st == PN_MODIFIED ? GW_WH_MODIFIED
+                                                       : GW_WH_REJECTED]);
         GW_LOG_WARN(GW_MOD, c->id, "PUBLISH packet %u refused by AMQP (%s%s%s): not acknowledged",
                     (unsigned)pid,
                     st == PN_REJECTED ? "rejected" : st == PN_RELEASED ? "released" : "modified",

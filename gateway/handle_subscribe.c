@@ -11,6 +11,30 @@
 
 #include "gateway.h"
 
+/* SUBACK with one return code per filter (MQTT-3.8.4-1, 3.9.3). */
+static void write_suback(gw_client_t *c, uint16_t pid, const uint8_t *codes, size_t count)
+{
+    gw_mqtt_packet_t pkt;
+    uint8_t stack_buf[64];
+    uint8_t *buf = stack_buf;
+    size_t need, written = 0;
+
+    memset(&pkt, 0, sizeof(pkt));
+    pkt.type = GW_MQTT_SUBACK;
+    pkt.u.suback.packet_id = pid;
+    pkt.u.suback.codes = codes;
+    pkt.u.suback.count = count;
+    need = gw_mqtt_encoded_size(&c->mctx, &pkt);
+    if (need > sizeof(stack_buf))
+        buf = malloc(need);
+    if (buf && need && gw_mqtt_encode(&c->mctx, &pkt, buf, need, &written) == GW_OK)
+        gw_client_write(c, buf, written);
+    else
+        gw_client_close(c, GW_CLOSE_BRUTE, "cannot encode SUBACK");
+    if (buf != stack_buf)
+        free(buf);
+}
+
 static gw_err_t send_request(gw_client_t *c, const gw_mqtt_topics_t *topics, uint16_t pid,
                              bool unsub)
 {
@@ -22,7 +46,7 @@ static gw_err_t send_request(gw_client_t *c, const gw_mqtt_topics_t *topics, uin
     gw_mqtt_topics_iter_t it;
     gw_mqtt_str_t f;
     uint8_t qos;
-    size_t n = 0;
+    size_t n = 0, nf = 0;
 
     if (!c->l_ss.pn) {
         gw_client_close(c, GW_CLOSE_BRUTE, "subscription-service link is gone");
@@ -41,16 +65,33 @@ static gw_err_t send_request(gw_client_t *c, const gw_mqtt_topics_t *topics, uin
         goto cleanup;
     }
     gw_mqtt_topics_iter_init(&it, topics);
-    while (n < topics->count && gw_mqtt_topics_next(&it, &f, &qos)) {
+    while (nf < topics->count && gw_mqtt_topics_next(&it, &f, &qos)) {
+        /* ACL: a denied filter gets 0x80 and is not sent to the SS. */
+        if (!unsub && !gw_auth_allowed(c, f.ptr, f.len, GW_ACL_READ, true)) {
+            GW_STAT_INC(c->w, acl_denied[GW_ACLD_SUBSCRIBE]);
+            gw_auth_log_denied(c, "SUBSCRIBE", f.ptr, f.len);
+            ps->qos[nf++] = GW_MQTT_SUBACK_FAILURE;
+            continue;
+        }
+        if (!unsub && !gw_limits_subscribe_ok(c, f.ptr, f.len)) {
+            ps->qos[nf++] = GW_MQTT_SUBACK_FAILURE;
+            continue;
+        }
+        if (unsub)
+            gw_subset_remove(c, f.ptr, f.len);
         entries[n].filter.ptr = f.ptr;
         entries[n].filter.len = f.len;
         entries[n].qos = unsub ? 0 : qos;
-        ps->qos[n] = qos;
+        ps->qos[nf++] = qos;
         n++;
     }
     ps->pid = pid;
     ps->unsub = unsub;
-    ps->count = (uint16_t)n;
+    ps->count = (uint16_t)nf;
+    if (!unsub && n == 0) {
+        write_suback(c, pid, ps->qos, nf); /* every filter denied: nothing for the SS */
+        goto cleanup;
+    }
     if (unsub)
         err = gw_spec_encode_unsubscribe(w->msg, &w->gw->addrs, c->id, c->id_len, pid, entries, n);
     else
@@ -109,30 +150,12 @@ void gw_subscribe_on_outcome(gw_client_t *c, pn_delivery_t *dlv)
     if (unsub) {
         gw_client_write_ack(c, GW_MQTT_UNSUBACK, pid); /* MQTT-3.10.4-4 */
     } else {
-        gw_mqtt_packet_t pkt;
-        uint8_t stack_buf[64];
-        uint8_t *buf = stack_buf;
-        size_t need, written = 0;
         if (st != PN_ACCEPTED) {
             GW_LOG_INFO(GW_MOD, c->id, "SUBSCRIBE %u refused by the Subscription Service",
                         (unsigned)pid);
             memset(ps->qos, GW_MQTT_SUBACK_FAILURE, ps->count);
         }
-        memset(&pkt, 0, sizeof(pkt));
-        pkt.type = GW_MQTT_SUBACK;
-        pkt.u.suback.packet_id = pid;
-        pkt.u.suback.codes = ps->qos;
-        pkt.u.suback.count = ps->count;
-        need = gw_mqtt_encoded_size(&c->mctx, &pkt);
-        if (need > sizeof(stack_buf))
-            buf = malloc(need);
-        if (buf && need &&
-            gw_mqtt_encode(&c->mctx, &pkt, buf, need, &written) == GW_OK) /* MQTT-3.8.4-1 */
-            gw_client_write(c, buf, written);
-        else
-            gw_client_close(c, GW_CLOSE_BRUTE, "cannot encode SUBACK");
-        if (buf != stack_buf)
-            free(buf);
+        write_suback(c, pid, ps->qos, ps->count);
     }
     free(ps);
 }

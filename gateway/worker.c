@@ -13,15 +13,26 @@
 
 #include "gateway.h"
 
-static void accept_cb(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *sa,
-                      int salen, void *arg)
+static void accept_any(gw_worker_t *w, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                       int kind)
 {
-    gw_worker_t *w = arg;
     if (w->stopping) {
         evutil_closesocket(fd);
         return;
     }
-    gw_client_accept(w, fd, sa, salen);
+    gw_client_accept(w, fd, sa, salen, kind);
+}
+
+static void accept_cb(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *sa,
+                      int salen, void *arg)
+{
+    accept_any(arg, fd, sa, salen, GW_LST_TCP);
+}
+
+static void accept_tls_cb(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *sa,
+                          int salen, void *arg)
+{
+    accept_any(arg, fd, sa, salen, GW_LST_TLS);
 }
 
 static void accept_error_cb(struct evconnlistener *lst, void *arg)
@@ -30,8 +41,9 @@ static void accept_error_cb(struct evconnlistener *lst, void *arg)
     GW_LOG_WARN(GW_MOD, NULL, "accept: %s", evutil_socket_error_to_string(e));
 }
 
-static gw_err_t open_listener(gw_worker_t *w, const char *spec)
+static gw_err_t open_listener(gw_worker_t *w, const char *spec, bool tls)
 {
+    const char *opt = tls ? "--mqtts-listen" : "--mqtt-listen";
     char host[256], port_s[8];
     uint16_t port = 0;
     struct addrinfo hints, *res = NULL;
@@ -46,7 +58,7 @@ static gw_err_t open_listener(gw_worker_t *w, const char *spec)
     snprintf(port_s, sizeof(port_s), "%u", (unsigned)port);
     int rc = getaddrinfo(host[0] ? host : NULL, port_s, &hints, &res);
     if (rc != 0 || !res) {
-        GW_LOG_ERROR(GW_MOD, NULL, "--mqtt-listen %s: %s", spec, gai_strerror(rc));
+        GW_LOG_ERROR(GW_MOD, NULL, "%s %s: %s", opt, spec, gai_strerror(rc));
         return GW_ERR_CONFIG;
     }
     struct evconnlistener **n = realloc(w->listeners, (w->nlisteners + 1) * sizeof(*n));
@@ -57,12 +69,12 @@ static gw_err_t open_listener(gw_worker_t *w, const char *spec)
     w->listeners = n;
     /* Every worker binds the same address with SO_REUSEPORT. */
     struct evconnlistener *l = evconnlistener_new_bind(
-        w->base, accept_cb, w,
+        w->base, tls ? accept_tls_cb : accept_cb, w,
         LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT, 1024, res->ai_addr,
         (int)res->ai_addrlen);
     if (!l) {
         int e = EVUTIL_SOCKET_ERROR();
-        GW_LOG_ERROR(GW_MOD, NULL, "--mqtt-listen %s: %s", spec, evutil_socket_error_to_string(e));
+        GW_LOG_ERROR(GW_MOD, NULL, "%s %s: %s", opt, spec, evutil_socket_error_to_string(e));
         err = GW_ERR_IO;
         goto cleanup;
     }
@@ -148,8 +160,10 @@ static void ctl_cb(evutil_socket_t fd, short what, void *arg)
         pthread_mutex_unlock(&w->ctl_mu);
         for (size_t i = 0; i < n; i++) {
             gw_client_t *c = gw_client_find_serial(w, serials[i]);
-            if (c)
+            if (c && c->state != GW_CLIENT_CLOSING) {
+                GW_STAT_INC(w, takeovers);
                 gw_client_close(c, GW_CLOSE_TAKEOVER, "taken over by a new connection");
+            }
         }
         if (n < 64)
             break;
@@ -204,10 +218,18 @@ gw_err_t gw_worker_init(gw_worker_t *w, gw_gateway_t *gw, size_t index)
     if (!w->ctl_ev || !w->stop_timer || !w->dests)
         return GW_ERR_NOMEM;
     for (size_t i = 0; i < cfg->mqtt_listen.count; i++) {
-        err = open_listener(w, cfg->mqtt_listen.items[i]);
+        err = open_listener(w, cfg->mqtt_listen.items[i], false);
         if (err != GW_OK)
             return err;
     }
+    for (size_t i = 0; i < cfg->mqtts_listen.count; i++) {
+        err = open_listener(w, cfg->mqtts_listen.items[i], true);
+        if (err != GW_OK)
+            return err;
+    }
+    err = gw_auth_worker_init(w);
+    if (err != GW_OK)
+        return err;
     if (cfg->connection_mode == GW_MODE_PER_CLIENT)
         return GW_OK; /* each client opens its own connections at CONNECT */
     gw_amqp_handler_t h = {gw_amqp_events_on_event, gw_amqp_events_on_state};
@@ -274,6 +296,13 @@ void gw_worker_cleanup(gw_worker_t *w)
     }
     free(w->dests);
     w->dests = NULL;
+    /* TLS bufferevents use deferred callbacks: a freed one whose callback
+     * was pending is released when that callback runs. Let it run. */
+    gw_auth_worker_cleanup(w);
+    if (w->stop_timer)
+        event_del(w->stop_timer);
+    if (w->base)
+        event_base_loop(w->base, EVLOOP_NONBLOCK);
     if (w->ctl_ev)
         event_free(w->ctl_ev);
     if (w->stop_timer)
@@ -283,6 +312,7 @@ void gw_worker_cleanup(gw_worker_t *w)
     if (w->msg)
         pn_message_free(w->msg);
     free(w->kill_serials);
+    free(w->addr_buf);
     pthread_mutex_destroy(&w->ctl_mu);
     memset(w, 0, sizeof(*w));
 }

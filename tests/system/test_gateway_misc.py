@@ -1,5 +1,6 @@
 """mqtt-gateway system tests: configuration, routing, anonymous relay,
 slow-client protection."""
+import re
 import socket
 import subprocess
 
@@ -41,7 +42,8 @@ def test_routes_longest_prefix_wins(procs):
     try:
         gw, port = start_gateway(procs, p1.port, "--route", f"r/=amqp://127.0.0.1:{p2.port}",
                                  "--route", f"r/main/=amqp://127.0.0.1:{p1.port}", wait_up=False)
-        gwtest.wait_until(lambda: gw.log().count(" up\"") >= 2, what="both connections up")
+        gwtest.wait_until(lambda: len(re.findall(r"AMQP connection to \S+ up\"", gw.log())) >= 2,
+                      what="both connections up")
         c = R.RawClient(port)
         assert c.connect("rt") == (0, 0)
         for t in ("r/x", "r/main/y", "other"):

@@ -1,0 +1,73 @@
+"""Test PKI made at test time with the openssl CLI: a CA, server
+certificates for 127.0.0.1 and client certificates (CN = device name)."""
+import subprocess
+
+
+def _run(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+class Pki:
+    def __init__(self, directory, ca_name="gw-test-ca"):
+        self.dir = directory
+        self.ca_cert = str(directory / f"{ca_name}.pem")
+        self.ca_key = str(directory / f"{ca_name}.key")
+        _run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", self.ca_key, "-out", self.ca_cert, "-days", "2", "-subj",
+             f"/CN={ca_name}", cwd=directory)
+
+    def issue(self, name, cn, server=False):
+        """Sign a new key + certificate; returns (cert_path, key_path)."""
+        key = str(self.dir / f"{name}.key")
+        csr = str(self.dir / f"{name}.csr")
+        cert = str(self.dir / f"{name}.pem")
+        ext = self.dir / f"{name}.ext"
+        if server:
+            ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+                           "extendedKeyUsage=serverAuth\n")
+        else:
+            ext.write_text("extendedKeyUsage=clientAuth\n")
+        _run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", key, "-out", csr, "-subj", f"/CN={cn}", cwd=self.dir)
+        _run("x509", "-req", "-in", csr, "-CA", self.ca_cert, "-CAkey", self.ca_key,
+             "-CAcreateserial", "-out", cert, "-days", "2", "-extfile", str(ext), cwd=self.dir)
+        return cert, key
+
+
+import socket  # noqa: E402
+import ssl  # noqa: E402
+
+import gw_mqtt_raw  # noqa: E402
+
+
+def client_context(ca_cert, cert=None, key=None):
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_cert)
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+class TlsRawClient(gw_mqtt_raw.RawClient):
+    """gw_mqtt_raw.RawClient over TLS (handshake in the constructor). A TLS
+    alert from the server reads as Closed, like an EOF."""
+
+    def __init__(self, port, ctx, timeout=5.0):  # noqa: super().__init__ not called on purpose
+        raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.sock = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+        self.buf = b""
+
+    def _fill(self, n, deadline):
+        try:
+            super()._fill(n, deadline)
+        except (ssl.SSLError, ssl.SSLEOFError, BrokenPipeError) as e:
+            raise gw_mqtt_raw.Closed() from e
+
+    def send(self, data):
+        try:
+            self.sock.sendall(data)
+        except (ssl.SSLError, BrokenPipeError, ConnectionResetError) as e:
+            raise gw_mqtt_raw.Closed() from e
+
+    def peer_cn(self):
+        subj = dict(x[0] for x in self.sock.getpeercert()["subject"])
+        return subj["commonName"]
