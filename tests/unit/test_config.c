@@ -7,6 +7,7 @@
  * files are real temporary files (mkstemp); the environment is set with
  * setenv and cleared before every test.
  */
+#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1010,6 +1011,138 @@ static void test_route(void **state)
     assert_string_equal(gw_config_source_name(GW_CFG_SRC_ENV), "env");
 }
 
+/* Every line of err: starts with "test: ", at most maxlen bytes; their count. */
+static size_t check_lines(const char *err, size_t maxlen)
+{
+    size_t lines = 0;
+    for (const char *l = err; *l;) {
+        const char *nl = strchr(l, '\n');
+        if (!nl)
+            fail_msg("unterminated error line: %s", l);
+        if (strncmp(l, "test: ", 6) != 0 || (size_t)(nl - l) > maxlen)
+            fail_msg("bad error line (%zu bytes): %.200s", (size_t)(nl - l), l);
+        lines++;
+        l = nl + 1;
+    }
+    return lines;
+}
+
+/* Keys are input too: JSON keys and unknown flags are echoed escaped and
+ * cut like values (tests/fuzz/repro/README.md, section 2). */
+static void test_errors_keys_escaped(void **state)
+{
+    tmpfile_t f;
+    char flag[80], exp[1024];
+    (void)state;
+
+    write_tmp(&f, "{\"a\\nb\": 1, \"q\\\"\\\\\\u007f\": 2}");
+    snprintf(flag, sizeof flag, "--config=%s", f.path);
+    snprintf(exp, sizeof exp,
+             "test: a\\x0ab: unknown key (file %s)\n"
+             "test: q\\\"\\\\\\x7f: unknown key (file %s)\n",
+             f.path, f.path);
+    expect_error(exp, flag, NULL);
+    unlink(f.path);
+
+    expect_error("test: --zz\\x0azzzzzzzz: unknown option (see --help) (flag)\n",
+                 "--zz\nzzzzzzzz", NULL);
+    expect_error("test: --zz\\x0d\\x1bzzzzzzz: unknown option (see --help) (flag)\n",
+                 "--zz\r\033zzzzzzz=1", NULL);
+
+    /* a 100 kB key: one line, the key cut at 80 bytes */
+    size_t big = 100 * 1024;
+    char *json = malloc(big + 16);
+    assert_non_null(json);
+    json[0] = '{';
+    json[1] = '"';
+    memset(json + 2, 'k', big);
+    strcpy(json + 2 + big, "\": 1}");
+    write_tmp(&f, json);
+    free(json);
+    snprintf(flag, sizeof flag, "--config=%s", f.path);
+    tcfg_t cfg;
+    memset(&cfg, 0, sizeof cfg);
+    run_t r = load(&cfg, flag, NULL);
+    assert_int_equal(r.r, GW_CONFIG_ERROR);
+    assert_int_equal(check_lines(r.err, 200), 1);
+    snprintf(exp, sizeof exp, "test: %.80s...: unknown key (file %s)\n",
+             "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk",
+             f.path);
+    assert_string_equal(r.err, exp);
+    run_free(&r);
+    unlink(f.path);
+}
+
+/* The config seed corpus of the fuzzer (tests/fuzz/corpus/config/, with
+ * its former reproducers): file contents, then NUL-separated arguments.
+ * Loaded with our table: every error is one bounded line. */
+static void test_fuzz_corpus(void **state)
+{
+    const char *src = getenv("GW_SOURCE_DIR");
+    char dir[1024], path[1024 + 256 + 2];
+    static char buf[8192];
+    size_t files = 0, errors = 0;
+    (void)state;
+    if (!src)
+        skip(); /* run by ctest, which sets it */
+    snprintf(dir, sizeof dir, "%s/tests/fuzz/corpus/config", src);
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        char *argv[10];
+        int argc = 0;
+        tmpfile_t f;
+        char flag[80];
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        FILE *in = fopen(path, "rb");
+        assert_non_null(in);
+        size_t n = fread(buf, 1, sizeof buf - 1, in);
+        fclose(in);
+        buf[n] = '\0';
+        write_tmp(&f, buf); /* up to the first NUL */
+        snprintf(flag, sizeof flag, "--config=%s", f.path);
+        argv[argc++] = (char *)"test";
+        argv[argc++] = flag;
+        for (size_t off = strlen(buf) + 1; off < n && argc < 9; off += strlen(buf + off) + 1) {
+            if (!strstr(buf + off, "config"))
+                argv[argc++] = buf + off;
+        }
+        argv[argc] = NULL;
+        char *err = NULL, *out = NULL;
+        size_t elen = 0, olen = 0;
+        FILE *ef = open_memstream(&err, &elen), *of = open_memstream(&out, &olen);
+        assert_true(ef && of);
+        tcfg_t cfg;
+        memset(&cfg, 0, sizeof cfg);
+        gw_config_result_t r = gw_config_load_io(&tspec, &cfg, argc, argv, of, ef);
+        fclose(ef);
+        fclose(of);
+        size_t lines = check_lines(err, 400);
+        if (r == GW_CONFIG_ERROR) {
+            assert_true(lines >= 1);
+            errors++;
+        } else {
+            assert_int_equal(lines, 0);
+            if (r == GW_CONFIG_OK)
+                gw_config_free(&tspec, &cfg);
+        }
+        if (strcmp(e->d_name, "config_unknown_key_newline.json") == 0 &&
+            !strstr(err, "test: a\\x0ab: unknown key"))
+            fail_msg("%s: %s", e->d_name, err);
+        if (strcmp(e->d_name, "config_flag_newline.bin") == 0 &&
+            !strstr(err, "test: --tag}\\x0a: unknown option"))
+            fail_msg("%s: %s", e->d_name, err);
+        free(err);
+        free(out);
+        unlink(f.path);
+        files++;
+    }
+    closedir(d);
+    assert_true(files >= 9 && errors >= 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1035,6 +1168,8 @@ int main(void)
         cmocka_unit_test_setup(test_markdown, clear_env),
         cmocka_unit_test_setup(test_hostport, clear_env),
         cmocka_unit_test_setup(test_route, clear_env),
+        cmocka_unit_test_setup(test_errors_keys_escaped, clear_env),
+        cmocka_unit_test_setup(test_fuzz_corpus, clear_env),
     };
     return cmocka_run_group_tests(tests, clear_env, NULL);
 }

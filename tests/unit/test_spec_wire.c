@@ -2,8 +2,11 @@
  * test_spec_wire.c - gw_spec_message_decode() on raw bytes: what proton
  * 0.37's pn_message_decode() alone gets wrong (stale fields, several Data
  * sections, truncated big maps, int message-ids), malformed and cut input,
- * and interoperability with python-qpid-proton both ways.
+ * interoperability with python-qpid-proton both ways, the messages proton
+ * reads differently from their bytes (one case per rule of the scanner),
+ * and the fuzz seed corpus (valid seeds decode, reproducers are refused).
  */
+#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -241,27 +244,27 @@ static void test_malformed(void **state)
     assert_string_equal(why, "empty message");
 
     bb_u8(&b, 0x53); /* not a described section */
-    expect_refused(m, &b, "malformed");
+    expect_refused(m, &b, "not a described section");
     b.n = 0;
 
     bb_data8(&b, "x"); /* Data + AmqpValue */
     bb_section(&b, 0x77);
     bb_u8(&b, 0x41);
-    expect_refused(m, &b, "invalid body: 1 AmqpValue, 1 Data");
+    expect_refused(m, &b, "amqp-value section after data section");
     b.n = 0;
 
     bb_section(&b, 0x77); /* two AmqpValue sections */
     bb_u8(&b, 0x41);
     bb_section(&b, 0x77);
     bb_u8(&b, 0x42);
-    expect_refused(m, &b, "invalid body: 2 AmqpValue");
+    expect_refused(m, &b, "amqp-value section repeated");
     b.n = 0;
 
     bb_section(&b, 0x75); /* a Data section holding a string */
     bb_u8(&b, 0xa1);
     bb_u8(&b, 1);
     bb_u8(&b, 'x');
-    expect_refused(m, &b, "malformed");
+    expect_refused(m, &b, "data section does not hold a binary");
     b.n = 0;
 
     bb_u8(&b, 0x00); /* a section described by a symbol */
@@ -277,11 +280,11 @@ static void test_malformed(void **state)
     bb_section(&b, 0x77); /* nesting deeper than 32 lists */
     for (int i = 0; i < 40; i++) {
         bb_u8(&b, 0xc0);
-        bb_u8(&b, (uint8_t)(2 * (40 - i) - 1));
+        bb_u8(&b, (uint8_t)(3 * (40 - i) - 1)); /* well-framed */
         bb_u8(&b, 1);
     }
     bb_u8(&b, 0x45);
-    expect_refused(m, &b, "malformed");
+    expect_refused(m, &b, "nested deeper than 32 levels");
     b.n = 0;
 
     bb_section(&b, 0x77); /* list claiming more elements than bytes */
@@ -289,14 +292,14 @@ static void test_malformed(void **state)
     bb_u32(&b, 5);
     bb_u32(&b, 0xffffffffu);
     bb_u8(&b, 0x40);
-    expect_refused(m, &b, "malformed");
+    expect_refused(m, &b, "list/map count larger than its size");
     b.n = 0;
 
     bb_section(&b, 0x75); /* binary32 length past the end */
     bb_u8(&b, 0xb0);
     bb_u32(&b, 0x7fffffffu);
     bb_u8(&b, 'x');
-    expect_refused(m, &b, "malformed");
+    expect_refused(m, &b, "longer than its container");
     free(b.p);
 }
 
@@ -466,6 +469,208 @@ static void test_python_reads_ours(void **state)
                              "('symbol', symbol('x-opt-retain-message'), 'bool', True)]\n");
 }
 
+
+/* ------------------------------------------------------------------ */
+/* Messages proton 0.37 reads differently from their bytes             */
+/* (tests/fuzz/repro/README.md): refused with a precise reason          */
+/* ------------------------------------------------------------------ */
+
+static size_t from_hex(const char *hex, uint8_t *out, size_t cap)
+{
+    size_t n = 0;
+    for (const char *h = hex; *h; h++) {
+        if (*h == ' ')
+            continue;
+        assert_true(h[1] != '\0' && n < cap);
+        out[n++] = (uint8_t)(hexval(h[0]) << 4 | hexval(h[1]));
+        h++;
+    }
+    return n;
+}
+
+typedef struct {
+    const char *hex;  /* the message, spaces ignored */
+    const char *why;  /* expected part of the reason; NULL: accepted */
+} wire_case_t;
+
+static const wire_case_t g_wire_cases[] = {
+    /* descriptors: ulong or symbol only (AMQP 1.0 1.5) */
+    {"005377 00 005301 40 40", "a descriptor is not a ulong or symbol"}, /* described descriptor */
+    {"005377 00 a10161 40", "a descriptor is not a ulong or symbol"},     /* string descriptor */
+    {"005377 00 7100000001 40", "a descriptor is not a ulong or symbol"}, /* int descriptor */
+    {"00 005370 40 45", "a descriptor is not a ulong or symbol"},        /* section's own */
+    {"005377 c00601 00a10161 40", "a descriptor is not a ulong or symbol"}, /* inside a list */
+    {"005377 00a30161 40", NULL},         /* symbol-described value: fine */
+    {"005377 0080000000000000000140", NULL}, /* ulong-described value: fine */
+    {"005377 00 44 40", NULL},               /* ulong0 descriptor: fine */
+    /* section codes: 0x70..0x78 only (AMQP 1.0 3.2) */
+    {"005379 40", "not an AMQP 1.0 message section"},
+    {"00536f 45", "not an AMQP 1.0 message section"},
+    {"0044 45", "not an AMQP 1.0 message section"},
+    {"0080 0000000100000077 40", "not an AMQP 1.0 message section"},
+    {"00a30c616d71703a666f6f3a626172 40", "not an AMQP 1.0 message section"}, /* amqp:foo:bar */
+    {"0080 0000000000000077 a10161", NULL}, /* amqp-value as a long ulong */
+    /* order and repetition (AMQP 1.0 3.2) */
+    {"005373 45 005370 45", "header section after properties section"},
+    {"005370 45 005370 45", "header section repeated"},
+    {"005373 45 005373 45", "properties section repeated"},
+    {"005371 c10100 005371 c10100", "delivery-annotations section repeated"},
+    {"005372 c10100 005372 c10100", "message-annotations section repeated"},
+    {"005374 c10100 005374 c10100", "application-properties section repeated"},
+    {"005374 c10100 005372 c10100", "message-annotations section after application-properties"},
+    {"005378 c10100 005378 c10100", "footer section repeated"},
+    {"005378 c10100 005375 a00178", "data section after footer section"},
+    {"005377 40 005377 40", "amqp-value section repeated"},
+    {"005376 45 005375 a00178", "data section after amqp-sequence section"},
+    {"005375 a00178 005376 45", "amqp-sequence section after data section"},
+    {"005375 a00178 005375 a00179 005378 c10100", NULL}, /* data may repeat */
+    {"005370 45 005371 c10100 005372 c10100 005373 45 005374 c10100 005377 40 005378 c10100",
+     NULL}, /* every section once, in order */
+    /* the value each section holds */
+    {"005370 41", "header section does not hold a list"},
+    {"005370 c10100", "header section does not hold a list"},
+    {"005373 40", "properties section does not hold a list"},
+    {"005373 a10161", "properties section does not hold a list"},
+    {"005371 45", "delivery-annotations section does not hold a map"},
+    {"005372 40", "message-annotations section does not hold a map"},
+    {"005374 c00100", "application-properties section does not hold a map"},
+    {"005378 a10161", "footer section does not hold a map"},
+    {"005376 40", "amqp-sequence section does not hold a list"},
+    {"005375 a10161", "data section does not hold a binary"},
+    /* lists, maps, arrays fill exactly their size */
+    {"005377 c00301 4040", "elements do not fill its declared size"},
+    {"005377 d0 00000006 00000001 4040", "elements do not fill its declared size"},
+    {"005377 c10502 40404040", "elements do not fill its declared size"},
+    {"005377 e00502 50 010203", "elements do not fill its declared size"},
+    {"005377 e00403 50 0102", "truncated value"},
+    {"005377 e00602 a1 0161 0162", NULL},           /* array of str8 */
+    {"005377 e00402 a1 0161", "longer than its container"},
+    {"005377 e00a02 00a30161 c0 0100 0100", NULL},  /* described array of lists */
+    {"005377 e00c02 00a30161 c0 0100 030140 40", "elements do not fill"},
+    {"005377 e00100", "array without an element constructor"},
+    {"005377 e00200 00", "truncated descriptor"},
+    {"005377 e00400 0044 00", "bad array element constructor"},
+    {"005377 e00200 46", "bad array element constructor"},
+    {"005377 f0 00000005 00000000 40", NULL},       /* array32 of no nulls */
+    {"005377 c10201 40", "odd number of elements"},
+    {"005377 c10302 a10161", "longer than its container"},
+    {"005377 c10402 a10161", "truncated value"}, /* map missing its value */
+    {"005377 46", "unknown format code"},
+    {"005377 c00302 46 40", "unknown format code"},
+    {"005377 c1 0502 a10161 40", NULL},
+};
+
+static void test_wire_rules(void **state)
+{
+    pn_message_t *m = *state;
+    for (size_t i = 0; i < sizeof(g_wire_cases) / sizeof(g_wire_cases[0]); i++) {
+        const wire_case_t *c = &g_wire_cases[i];
+        uint8_t bytes[256];
+        char why[200];
+        gw_spec_sections_t sec;
+        size_t n = from_hex(c->hex, bytes, sizeof bytes);
+        gw_err_t err = gw_spec_message_decode(m, (const char *)bytes, n, why, sizeof why);
+        gw_err_t scan = gw_spec_scan_sections((const char *)bytes, n, &sec);
+        if (c->why == NULL) {
+            if (err != GW_OK || scan != GW_OK)
+                fail_msg("case %zu (%s): refused: %s", i, c->hex, why);
+        } else if (err != GW_ERR_SPEC_BODY || !strstr(why, c->why) || scan != GW_ERR_SPEC_BODY ||
+                   strchr(why, '\n')) {
+            fail_msg("case %zu (%s): got %s \"%s\", want spec-body \"...%s...\"", i, c->hex,
+                     gw_err_name(err), why, c->why);
+        }
+        if (c->why != NULL) { /* refused: the message is left cleared */
+            assert_null(pn_message_get_address(m));
+            assert_int_equal(pn_data_size(pn_message_body(m)), 0);
+        }
+    }
+}
+
+/* Read a whole file (at most cap bytes) into buf; its size. */
+static size_t read_file(const char *path, char *buf, size_t cap)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        fail_msg("cannot open %s", path);
+    size_t n = fread(buf, 1, cap, f);
+    assert_int_equal(ferror(f), 0);
+    assert_true(feof(f) || fgetc(f) == EOF);
+    fclose(f);
+    return n;
+}
+
+/* The fuzzer's reproducers, now seeds of tests/fuzz/corpus/spec/: each
+ * refused for the reason of its class. */
+static const struct {
+    const char *file;
+    const char *why;
+} g_repro[] = {
+    {"spec_nested_descriptor_drops_annotations.bin",
+     "section 2: a descriptor is not a ulong or symbol (AMQP 1.0 1.5) at offset 15"},
+    {"spec_fuzz_crash_4d2741f7.bin", "section 1: not an AMQP 1.0 message section (3.2)"},
+    {"spec_unknown_section_replaces_body.bin",
+     "section 3: not an AMQP 1.0 message section (3.2) at offset 18"},
+    {"spec_header_not_a_list.bin", "section 1: a descriptor is not a ulong or symbol"},
+    {"spec_list_count_hides_field.bin",
+     "section 1: list/map/array elements do not fill its declared size at offset 7"},
+    {"spec_map_count_short_of_size.bin",
+     "section 2: list/map/array elements do not fill its declared size at offset 48"},
+};
+
+/* Refused seeds that are not fuzzer reproducers. */
+static const struct {
+    const char *file;
+    const char *why;
+} g_refused_seeds[] = {
+    {"symbolic_descriptor.bin", "symbolic descriptors are not supported"},
+};
+
+static void test_corpus(void **state)
+{
+    pn_message_t *m = *state;
+    const char *src = getenv("GW_SOURCE_DIR");
+    char dir[1024], path[1024 + 256 + 2], why[200];
+    static char buf[1 << 16];
+    size_t accepted = 0, refused = 0;
+    if (!src)
+        skip(); /* run by ctest, which sets it */
+    snprintf(dir, sizeof dir, "%s/tests/fuzz/corpus/spec", src);
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        const char *want = NULL;
+        bool known = false;
+        if (e->d_name[0] == '.')
+            continue;
+        for (size_t i = 0; i < sizeof(g_repro) / sizeof(g_repro[0]); i++)
+            if (strcmp(e->d_name, g_repro[i].file) == 0)
+                want = g_repro[i].why, known = true;
+        for (size_t i = 0; i < sizeof(g_refused_seeds) / sizeof(g_refused_seeds[0]); i++)
+            if (strcmp(e->d_name, g_refused_seeds[i].file) == 0)
+                want = g_refused_seeds[i].why, known = true;
+        if (!known && strncmp(e->d_name, "spec_", 5) == 0)
+            fail_msg("%s: a reproducer without an expected reason in g_repro", e->d_name);
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        size_t n = read_file(path, buf, sizeof buf);
+        gw_err_t err = gw_spec_message_decode(m, buf, n, why, sizeof why);
+        if (want == NULL) {
+            if (err != GW_OK)
+                fail_msg("%s: valid seed refused: %s \"%s\"", e->d_name, gw_err_name(err), why);
+            accepted++;
+        } else {
+            if (err != GW_ERR_SPEC_BODY || !strstr(why, want))
+                fail_msg("%s: got %s \"%s\", want spec-body \"...%s...\"", e->d_name,
+                         gw_err_name(err), why, want);
+            refused++;
+        }
+    }
+    closedir(d);
+    /* every listed file exists */
+    assert_int_equal(refused, sizeof(g_repro) / sizeof(g_repro[0]) +
+                                  sizeof(g_refused_seeds) / sizeof(g_refused_seeds[0]));
+    assert_true(accepted >= 15);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -476,6 +681,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cuts_and_corruption, setup, teardown),
         cmocka_unit_test_setup_teardown(test_python_native_senders, setup, teardown),
         cmocka_unit_test_setup_teardown(test_python_reads_ours, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wire_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corpus, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

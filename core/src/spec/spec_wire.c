@@ -15,7 +15,14 @@
  *  - it drops a message-id of an integer type other than ulong (an int or
  *    long id from a Java peer arrives as "no id"); we recover it as a ulong;
  *  - it asserts on empty input; we walk all sections with a bounded reader
- *    first and hand proton only a well-framed message.
+ *    first and hand proton only a well-framed message;
+ *  - it silently reads some malformed messages differently from the bytes
+ *    (tests/fuzz/repro/README.md): a described descriptor makes it swallow
+ *    the following sections, an unknown section code replaces the body, a
+ *    header/properties that is not a list eats the rest of the message, a
+ *    list/map whose elements do not fill its size is split by the size
+ *    while pn_data_decode() goes by the count. The scanner refuses all of
+ *    these, plus sections out of the AMQP 1.0 (3.2) order or repeated.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -35,119 +42,244 @@ static uint32_t rd_u32(const uint8_t *p)
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
 }
 
-/*
- * Walk the AMQP value at p (at most n bytes): *len = its encoded size,
- * *nodes += the pn_data_t nodes proton would create for it (compound
- * contents are walked; array elements counted one node each). False if it
- * is malformed, nests deeper than GWI_MAX_DEPTH or needs more than
- * GWI_PN_DATA_MAX_NODES nodes (*nodes then exceeds the limit).
- * AMQP 1.0 part 1.2: the high nibble of a format code fixes its width.
- */
-static bool walk(const uint8_t *p, size_t n, int depth, size_t *len, size_t *nodes)
+/* State of one walk: pn_data_t nodes counted so far and the first problem
+ * found (static text, with its offset in the message). */
+typedef struct {
+    const uint8_t *base;
+    size_t nodes;
+    const char *what;
+    size_t at;
+} wctx_t;
+
+static bool bad(wctx_t *c, const uint8_t *p, const char *what)
 {
-    size_t hdr, size, count, off;
-
-    if (n == 0 || depth > GWI_MAX_DEPTH || *nodes >= GWI_PN_DATA_MAX_NODES + 1)
-        return false;
-    if (p[0] == 0x00) { /* described: descriptor, then value */
-        size_t dlen, vlen;
-        (*nodes)++;
-        if (!walk(p + 1, n - 1, depth + 1, &dlen, nodes) ||
-            !walk(p + 1 + dlen, n - 1 - dlen, depth + 1, &vlen, nodes))
-            return false;
-        *len = 1 + dlen + vlen;
-        return true;
-    }
-    (*nodes)++;
-    switch (p[0] >> 4) {
-    case 0x4: *len = 1; return true;
-    case 0x5: *len = 2; break;
-    case 0x6: *len = 3; break;
-    case 0x7: *len = 5; break;
-    case 0x8: *len = 9; break;
-    case 0x9: *len = 17; break;
-    case 0xa: /* vbin8, str8, sym8 */
-        if (n < 2)
-            return false;
-        *len = 2 + (size_t)p[1];
-        break;
-    case 0xb:
-        if (n < 5 || rd_u32(p + 1) > n - 5)
-            return false;
-        *len = 5 + (size_t)rd_u32(p + 1);
-        break;
-    case 0xc: /* list8, map8: size, count, elements */
-    case 0xe: /* array8 */
-        if (n < 3 || p[1] < 1 || (size_t)p[1] > n - 2)
-            return false;
-        hdr = 3;
-        size = (size_t)p[1] - 1;
-        count = p[2];
-        *len = 2 + (size_t)p[1];
-        goto compound;
-    case 0xd:
-    case 0xf:
-        if (n < 9 || rd_u32(p + 1) < 4 || rd_u32(p + 1) > n - 5)
-            return false;
-        hdr = 9;
-        size = (size_t)rd_u32(p + 1) - 4;
-        count = rd_u32(p + 5);
-        *len = 5 + (size_t)rd_u32(p + 1);
-        goto compound;
-    default:
-        return false;
-    }
-    return *len <= n;
-
-compound:
-    if ((p[0] >> 4) >= 0xe) {
-        /* array: element constructor then count bare values; proton makes
-         * one node per element (plus the descriptor, if any). */
-        if (count > GWI_PN_DATA_MAX_NODES || (*nodes += count + 1) > GWI_PN_DATA_MAX_NODES)
-            return false;
-        return true;
-    }
-    /* Every element takes at least one byte: refuse impossible counts
-     * before walking anything. */
-    if (count > size)
-        return false;
-    off = 0;
-    for (size_t i = 0; i < count; i++) {
-        size_t elen;
-        if (!walk(p + hdr + off, size - off, depth + 1, &elen, nodes))
-            return false;
-        off += elen;
-    }
-    return *nodes <= GWI_PN_DATA_MAX_NODES;
-}
-
-/* Section descriptor: ulong code (smallulong, ulong, ulong0) or symbol. */
-static bool descriptor_code(const uint8_t *p, size_t dlen, uint64_t *code, bool *symbolic)
-{
-    *symbolic = false;
-    if (p[0] == 0x53 && dlen == 2) {
-        *code = p[1];
-        return true;
-    }
-    if (p[0] == 0x44 && dlen == 1) {
-        *code = 0;
-        return true;
-    }
-    if (p[0] == 0x80 && dlen == 9) {
-        uint64_t c = 0;
-        for (int i = 1; i <= 8; i++)
-            c = (c << 8) | p[i];
-        *code = c;
-        return true;
-    }
-    if (p[0] == 0xa3 || p[0] == 0xb3) {
-        /* legal AMQP, but proton 0.37 only understands ulong section
-         * descriptors (it reads the rest of the message as the body) */
-        *symbolic = true;
-        *code = UINT64_MAX;
-        return true;
+    if (!c->what) {
+        c->what = what;
+        c->at = (size_t)(p - c->base);
     }
     return false;
+}
+
+/*
+ * Encoded width of a primitive format code (AMQP 1.0 part 1.6, the codes
+ * proton 0.37 decodes): 0..16 fixed, -1 variable (vbin/str/sym), -2
+ * compound (list/map), -3 array, -4 not a format code.
+ */
+static int code_width(uint8_t code)
+{
+    switch (code) {
+    case 0x40: case 0x41: case 0x42: case 0x43: case 0x44: case 0x45: return 0;
+    case 0x50: case 0x51: case 0x52: case 0x53: case 0x54: case 0x55: case 0x56: return 1;
+    case 0x60: case 0x61: return 2;
+    case 0x70: case 0x71: case 0x72: case 0x73: case 0x74: return 4;
+    case 0x80: case 0x81: case 0x82: case 0x83: case 0x84: return 8;
+    case 0x94: case 0x98: return 16;
+    case 0xa0: case 0xa1: case 0xa3: case 0xb0: case 0xb1: case 0xb3: return -1;
+    case 0xc0: case 0xc1: case 0xd0: case 0xd1: return -2;
+    case 0xe0: case 0xf0: return -3;
+    default: return -4;
+    }
+}
+
+static bool walk(const uint8_t *p, size_t n, int depth, size_t *len, wctx_t *c);
+
+/* A descriptor (AMQP 1.0 part 1.5) is a ulong or a symbol; other types are
+ * reserved, and proton 0.37 misreads them (a described descriptor makes
+ * pn_message_decode() swallow the following sections). */
+static bool walk_descriptor(const uint8_t *p, size_t n, int depth, size_t *len, wctx_t *c)
+{
+    if (n == 0)
+        return bad(c, p, "truncated descriptor");
+    if (p[0] != 0x44 && p[0] != 0x53 && p[0] != 0x80 && p[0] != 0xa3 && p[0] != 0xb3)
+        return bad(c, p, "a descriptor is not a ulong or symbol (AMQP 1.0 1.5)");
+    return walk(p, n, depth, len, c);
+}
+
+/*
+ * The value of format code `code` whose bytes (after the constructor)
+ * start at p, at most n bytes: *len = their size, nodes counted. Lists
+ * and maps must hold exactly `count` elements filling exactly `size`
+ * bytes, arrays `count` elements of their one constructor: proton's
+ * message decoder goes by the size, its generic decoder by the count.
+ */
+static bool walk_value(uint8_t code, const uint8_t *p, size_t n, int depth, size_t *len,
+                       wctx_t *c)
+{
+    int w = code_width(code);
+    size_t hdr, size, count, off;
+    const uint8_t *elems;
+
+    if (++c->nodes > GWI_PN_DATA_MAX_NODES)
+        return bad(c, p, "more than 65535 values");
+    if (w >= 0) {
+        if ((size_t)w > n)
+            return bad(c, p, "truncated value");
+        *len = (size_t)w;
+        return true;
+    }
+    if (w == -4)
+        return bad(c, p - 1, "unknown format code");
+    if (w == -1) {
+        if (code < 0xb0) {
+            if (n < 1 || p[0] > n - 1)
+                return bad(c, p, "binary/string/symbol longer than its container");
+            *len = 1 + (size_t)p[0];
+        } else {
+            if (n < 4 || rd_u32(p) > n - 4)
+                return bad(c, p, "binary/string/symbol longer than its container");
+            *len = 4 + (size_t)rd_u32(p);
+        }
+        return true;
+    }
+    if ((code & 0xf0) == 0xc0 || code == 0xe0) { /* size8, count8 */
+        if (n < 2 || p[0] < 1 || p[0] > n - 1)
+            return bad(c, p, "list/map/array size past its container");
+        hdr = 2;
+        size = (size_t)p[0] - 1;
+        count = p[1];
+    } else { /* size32, count32 */
+        if (n < 8 || rd_u32(p) < 4 || rd_u32(p) > n - 4)
+            return bad(c, p, "list/map/array size past its container");
+        hdr = 8;
+        size = (size_t)rd_u32(p) - 4;
+        count = rd_u32(p + 4);
+    }
+    *len = hdr + size;
+    elems = p + hdr;
+    if (depth >= GWI_MAX_DEPTH)
+        return bad(c, p, "nested deeper than 32 levels");
+    /* Every list/map element takes at least one byte. */
+    if (w == -2 && count > size)
+        return bad(c, p, "list/map count larger than its size");
+    /* Bound the loops before walking: at most one node per element. */
+    if (count > GWI_PN_DATA_MAX_NODES || c->nodes + count > GWI_PN_DATA_MAX_NODES) {
+        c->nodes = GWI_PN_DATA_MAX_NODES + 1;
+        return bad(c, p, "more than 65535 values");
+    }
+    off = 0;
+    if (w == -3) {
+        /* array: one element constructor (maybe described), count bare values */
+        uint8_t ecode;
+        if (size < 1)
+            return bad(c, elems, "array without an element constructor");
+        if (elems[0] == 0x00) {
+            size_t dlen;
+            if (!walk_descriptor(elems + 1, size - 1, depth + 1, &dlen, c))
+                return false;
+            off = 1 + dlen;
+            if (off >= size)
+                return bad(c, elems, "array without an element constructor");
+        }
+        ecode = elems[off++];
+        if (ecode == 0x00 || code_width(ecode) == -4)
+            return bad(c, elems + off - 1, "bad array element constructor");
+        for (size_t i = 0; i < count; i++) {
+            size_t elen;
+            if (!walk_value(ecode, elems + off, size - off, depth + 1, &elen, c))
+                return false;
+            off += elen;
+        }
+    } else {
+        if ((code & 0x0f) == 0x01 && count % 2 != 0)
+            return bad(c, p, "map with an odd number of elements");
+        for (size_t i = 0; i < count; i++) {
+            size_t elen;
+            if (!walk(elems + off, size - off, depth + 1, &elen, c))
+                return false;
+            off += elen;
+        }
+    }
+    if (off != size)
+        return bad(c, elems + off, "list/map/array elements do not fill its declared size");
+    return true;
+}
+
+/*
+ * Walk the AMQP value at p (at most n bytes): *len = its encoded size,
+ * c->nodes += the pn_data_t nodes proton would create for it. False (with
+ * c->what set) if it is malformed, nests deeper than GWI_MAX_DEPTH or needs
+ * more than GWI_PN_DATA_MAX_NODES nodes (c->nodes then exceeds the limit).
+ */
+static bool walk(const uint8_t *p, size_t n, int depth, size_t *len, wctx_t *c)
+{
+    size_t dlen, vlen;
+
+    if (n == 0)
+        return bad(c, p, "truncated value");
+    if (depth > GWI_MAX_DEPTH)
+        return bad(c, p, "nested deeper than 32 levels");
+    if (p[0] != 0x00) {
+        if (!walk_value(p[0], p + 1, n - 1, depth, &vlen, c))
+            return false;
+        *len = 1 + vlen;
+        return true;
+    }
+    /* described: descriptor, then value */
+    if (++c->nodes > GWI_PN_DATA_MAX_NODES)
+        return bad(c, p, "more than 65535 values");
+    if (!walk_descriptor(p + 1, n - 1, depth + 1, &dlen, c) ||
+        !walk(p + 1 + dlen, n - 1 - dlen, depth + 1, &vlen, c))
+        return false;
+    *len = 1 + dlen + vlen;
+    return true;
+}
+
+/* AMQP 1.0 3.2: the sections of a message, in the order they must come. */
+static const struct {
+    const char *name;
+    const char *symbol;
+    size_t symlen;
+} g_sections[] = {
+#define GWI_SEC(name, sym) {name, sym, sizeof(sym) - 1}
+    GWI_SEC("header", "amqp:header:list"),
+    GWI_SEC("delivery-annotations", "amqp:delivery-annotations:map"),
+    GWI_SEC("message-annotations", "amqp:message-annotations:map"),
+    GWI_SEC("properties", "amqp:properties:list"),
+    GWI_SEC("application-properties", "amqp:application-properties:map"),
+    GWI_SEC("data", "amqp:data:binary"),
+    GWI_SEC("amqp-sequence", "amqp:amqp-sequence:list"),
+    GWI_SEC("amqp-value", "amqp:amqp-value:*"),
+    GWI_SEC("footer", "amqp:footer:map"),
+#undef GWI_SEC
+};
+#define GWI_SEC_FIRST 0x70u
+#define GWI_SEC_LAST 0x78u
+
+/* Section code (0x70..0x78) of a descriptor already walked (dlen bytes):
+ * a ulong (smallulong, ulong, ulong0) or one of the section symbols.
+ * UINT64_MAX for an unknown symbol. */
+static uint64_t descriptor_code(const uint8_t *p, size_t dlen, bool *symbolic)
+{
+    uint64_t code = 0;
+    *symbolic = false;
+    switch (p[0]) {
+    case 0x53: return p[1];
+    case 0x44: return 0;
+    case 0x80:
+        for (int i = 1; i <= 8; i++)
+            code = (code << 8) | p[i];
+        return code;
+    default: /* 0xa3, 0xb3: walk_descriptor() allows nothing else */
+        *symbolic = true;
+        {
+            size_t h = p[0] == 0xa3 ? 2 : 5;
+            for (unsigned i = 0; i < sizeof(g_sections) / sizeof(g_sections[0]); i++) {
+                if (dlen - h == g_sections[i].symlen &&
+                    memcmp(p + h, g_sections[i].symbol, g_sections[i].symlen) == 0)
+                    return GWI_SEC_FIRST + i;
+            }
+        }
+        return UINT64_MAX;
+    }
+}
+
+/* Place of a section in the order of AMQP 1.0 3.2 (the body kinds share one). */
+static unsigned section_rank(uint64_t code)
+{
+    return code >= GWI_SPEC_DESC_DATA && code <= GWI_SPEC_DESC_VALUE
+               ? (unsigned)(GWI_SPEC_DESC_DATA - GWI_SEC_FIRST)
+           : code == GWI_SEC_LAST ? (unsigned)(GWI_SEC_LAST - GWI_SEC_FIRST - 2)
+                                  : (unsigned)(code - GWI_SEC_FIRST);
 }
 
 /* First field of the properties list (v: the list value, vlen bytes) when it
@@ -187,40 +319,102 @@ static void int_message_id(const uint8_t *v, size_t vlen, gw_spec_sections_t *ou
     }
 }
 
-gw_err_t gw_spec_scan_sections(const char *bytes, size_t size, gw_spec_sections_t *out)
+/*
+ * gw_spec_scan_sections(), with the reason for a refusal written into why
+ * (may be NULL): "section N at offset O: what".
+ */
+static gw_err_t scan(const char *bytes, size_t size, gw_spec_sections_t *out, char *why,
+                     size_t whylen)
 {
     const uint8_t *p = (const uint8_t *)bytes;
     size_t off = 0;
+    unsigned index = 0, last_rank = 0;
+    uint64_t last_code = 0;
+    wctx_t c = {.base = p};
 
-    if (!out || (!bytes && size))
-        return GW_ERR_INVAL;
     memset(out, 0, sizeof(*out));
-    if (size == 0)
+    if (size == 0) {
+        gwi_spec_why(why, whylen, "empty message");
         return GW_ERR_SPEC_BODY;
+    }
     while (off < size) {
         const uint8_t *s = p + off, *v;
-        size_t n = size - off, dlen, vlen, nodes = 0;
+        size_t n = size - off, dlen, vlen;
         uint64_t code;
-        bool symbolic;
+        bool symbolic, ok;
+        uint8_t vt;
+
+        index++;
+        c.nodes = 0;
         /* Every section is a described value: 0x00 descriptor value. */
-        if (s[0] != 0x00 || !walk(s + 1, n - 1, 1, &dlen, &nodes) ||
-            !descriptor_code(s + 1, dlen, &code, &symbolic))
-            return GW_ERR_SPEC_BODY;
-        nodes = 0;
+        if (s[0] != 0x00) {
+            bad(&c, s, "not a described section");
+            goto refused;
+        }
+        if (!walk_descriptor(s + 1, n - 1, 1, &dlen, &c))
+            goto refused;
+        code = descriptor_code(s + 1, dlen, &symbolic);
+        if (code < GWI_SEC_FIRST || code > GWI_SEC_LAST) {
+            /* proton 0.37 would take an unknown section for the body */
+            bad(&c, s, "not an AMQP 1.0 message section (3.2)");
+            goto refused;
+        }
+        c.nodes = 0;
         v = s + 1 + dlen;
-        if (!walk(v, n - 1 - dlen, 1, &vlen, &nodes)) {
-            if (nodes > GWI_PN_DATA_MAX_NODES)
+        if (!walk(v, n - 1 - dlen, 1, &vlen, &c)) {
+            if (c.nodes > GWI_PN_DATA_MAX_NODES)
                 out->too_many_nodes = true;
+            goto refused;
+        }
+        /* AMQP 1.0 3.2: header? delivery-annotations? message-annotations?
+         * properties? application-properties? body footer?; the body is
+         * data+, amqp-sequence+ or one amqp-value. */
+        if (index > 1 && section_rank(code) <= last_rank) {
+            if (section_rank(code) != section_rank(GWI_SPEC_DESC_DATA) ||
+                code != last_code || code == GWI_SPEC_DESC_VALUE) {
+                if (code == last_code)
+                    gwi_spec_why(why, whylen, "section %u at offset %zu: %s section repeated "
+                                 "(AMQP 1.0 3.2)", index, off,
+                                 g_sections[code - GWI_SEC_FIRST].name);
+                else
+                    gwi_spec_why(why, whylen, "section %u at offset %zu: %s section after %s "
+                                 "section (AMQP 1.0 3.2 order)", index, off,
+                                 g_sections[code - GWI_SEC_FIRST].name,
+                                 g_sections[last_code - GWI_SEC_FIRST].name);
+                return GW_ERR_SPEC_BODY;
+            }
+        }
+        last_rank = section_rank(code);
+        last_code = code;
+        /* The value each section is defined to hold (AMQP 1.0 3.2.x);
+         * proton 0.37 reads any other as the rest of the message. */
+        vt = v[0];
+        switch (code) {
+        case GWI_SPEC_DESC_HEADER:
+        case GWI_SPEC_DESC_PROPERTIES:
+        case GWI_SPEC_DESC_SEQUENCE:
+            ok = vt == 0x45 || vt == 0xc0 || vt == 0xd0;
+            break;
+        case GWI_SPEC_DESC_DATA: ok = vt == 0xa0 || vt == 0xb0; break;
+        case GWI_SPEC_DESC_VALUE: ok = true; break;
+        default: ok = vt == 0xc1 || vt == 0xd1; break; /* annotations, footer */
+        }
+        if (!ok) {
+            gwi_spec_why(why, whylen, "section %u at offset %zu: %s section does not hold a %s",
+                         index, off, g_sections[code - GWI_SEC_FIRST].name,
+                         code == GWI_SPEC_DESC_DATA   ? "binary"
+                         : code == GWI_SPEC_DESC_HEADER || code == GWI_SPEC_DESC_PROPERTIES ||
+                                 code == GWI_SPEC_DESC_SEQUENCE
+                             ? "list"
+                             : "map");
             return GW_ERR_SPEC_BODY;
         }
         if (symbolic)
             out->symbolic_sections++;
         switch (code) {
         case GWI_SPEC_DESC_DATA:
-            if (v[0] != 0xa0 && v[0] != 0xb0) /* a Data section holds a binary */
-                return GW_ERR_SPEC_BODY;
             out->data_sections++;
-            out->data_bytes += vlen - (v[0] == 0xa0 ? 2 : 5);
+            out->data_bytes += vlen - (vt == 0xa0 ? 2 : 5);
             break;
         case GWI_SPEC_DESC_SEQUENCE: out->sequence_sections++; break;
         case GWI_SPEC_DESC_VALUE: out->value_sections++; break;
@@ -230,6 +424,22 @@ gw_err_t gw_spec_scan_sections(const char *bytes, size_t size, gw_spec_sections_
         off += 1 + dlen + vlen;
     }
     return GW_OK;
+
+refused:
+    if (out->too_many_nodes)
+        gwi_spec_why(why, whylen, "section %u: holds more than 65535 values (proton would "
+                     "truncate it)", index);
+    else
+        gwi_spec_why(why, whylen, "malformed section %u: %s at offset %zu", index, c.what,
+                     c.at);
+    return GW_ERR_SPEC_BODY;
+}
+
+gw_err_t gw_spec_scan_sections(const char *bytes, size_t size, gw_spec_sections_t *out)
+{
+    if (!out || (!bytes && size))
+        return GW_ERR_INVAL;
+    return scan(bytes, size, out, NULL, 0);
 }
 
 /* Copy every Data section's bytes, in order, into dst (already scanned). */
@@ -238,14 +448,13 @@ static void gather_data(const uint8_t *p, size_t size, uint8_t *dst)
     size_t off = 0;
     while (off < size) {
         const uint8_t *s = p + off, *v;
-        size_t dlen = 0, vlen = 0, nodes = 0;
-        uint64_t code = 0;
+        size_t dlen = 0, vlen = 0;
         bool symbolic;
-        walk(s + 1, size - off - 1, 1, &dlen, &nodes);
-        descriptor_code(s + 1, dlen, &code, &symbolic);
+        wctx_t c = {.base = p};
+        walk(s + 1, size - off - 1, 1, &dlen, &c);
         v = s + 1 + dlen;
-        walk(v, size - off - 1 - dlen, 1, &vlen, &nodes);
-        if (code == GWI_SPEC_DESC_DATA) {
+        walk(v, size - off - 1 - dlen, 1, &vlen, &c);
+        if (descriptor_code(s + 1, dlen, &symbolic) == GWI_SPEC_DESC_DATA) {
             size_t hdr = v[0] == 0xa0 ? 2 : 5;
             memcpy(dst, v + hdr, vlen - hdr);
             dst += vlen - hdr;
@@ -267,28 +476,15 @@ gw_err_t gw_spec_message_decode(pn_message_t *msg, const char *bytes, size_t siz
     if (!msg || (!bytes && size))
         return GW_ERR_INVAL;
     pn_message_clear(msg);
-    err = gw_spec_scan_sections(bytes, size, &sec);
-    if (err != GW_OK) {
-        gwi_spec_why(why, whylen, "%s",
-                     size == 0 ? "empty message"
-                     : sec.too_many_nodes
-                         ? "a section holds more than 65535 values (proton would truncate it)"
-                         : "malformed AMQP message sections");
+    err = scan(bytes, size, &sec, why, whylen);
+    if (err != GW_OK)
         return err;
-    }
     if (sec.symbolic_sections > 0) {
         gwi_spec_why(why, whylen, "%u sections with symbolic descriptors are not supported",
                      sec.symbolic_sections);
         return GW_ERR_SPEC_BODY;
     }
-    /* AMQP 1.0 3.2: the body is one AmqpValue, or Data sections, or
-     * AmqpSequence sections - never a mix. */
-    if ((sec.value_sections > 0) + (sec.data_sections > 0) + (sec.sequence_sections > 0) > 1 ||
-        sec.value_sections > 1) {
-        gwi_spec_why(why, whylen, "invalid body: %u AmqpValue, %u Data, %u AmqpSequence sections",
-                     sec.value_sections, sec.data_sections, sec.sequence_sections);
-        return GW_ERR_SPEC_BODY;
-    }
+    /* The scanner refused mixed body kinds and repeated AmqpValue sections. */
     if (sec.sequence_sections > 1) {
         /* proton would keep only the last one; nothing of ours uses them */
         gwi_spec_why(why, whylen, "%u AmqpSequence sections are not supported",

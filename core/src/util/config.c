@@ -23,6 +23,7 @@
 #define GW_CFG_PREFIX_MAX 64 /* longest environment prefix */
 #define GW_CFG_ENV_MAX (GW_CFG_PREFIX_MAX + GW_CFG_NAME_MAX + 1)
 #define GW_CFG_QUOTE_MAX 80 /* bytes of a value echoed in a message */
+#define GW_CFG_WHERE_MAX 4096 /* bytes of a file path echoed in a message */
 
 typedef union gw_cfg_value {
     bool b;
@@ -113,15 +114,14 @@ static bool gw_cfg_has_bounds(const gw_config_opt_t *opt)
 /* ------------------------------------------------------------------ */
 /* messages                                                            */
 
-/* Echo a value between quotes, escaping quotes, backslashes and control
- * characters (an environment variable may hold anything), at most
- * GW_CFG_QUOTE_MAX bytes of it. */
-static void gw_cfg_quote(FILE *f, const char *s)
+/* Echo input (a value, a JSON key, a flag as typed), escaping quotes,
+ * backslashes and control characters (an environment variable may hold
+ * anything), at most max bytes of it: one error, one line. */
+static void gw_cfg_escape(FILE *f, const char *s, size_t max)
 {
     size_t n = 0;
-    fputc('"', f);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++, n++) {
-        if (n == GW_CFG_QUOTE_MAX) {
+        if (n == max) {
             fputs("...", f);
             break;
         }
@@ -132,6 +132,13 @@ static void gw_cfg_quote(FILE *f, const char *s)
         else
             fputc(*p, f);
     }
+}
+
+/* A value between quotes, escaped and cut by gw_cfg_escape(). */
+static void gw_cfg_quote(FILE *f, const char *s)
+{
+    fputc('"', f);
+    gw_cfg_escape(f, s, GW_CFG_QUOTE_MAX);
     fputc('"', f);
 }
 
@@ -148,8 +155,12 @@ static void gw_cfg_err(gw_cfg_ctx_t *ctx, const gw_cfg_origin_t *o, const char *
 
     ctx->nerr++;
     fprintf(f, "%s: ", gw_cfg_program(ctx->spec));
-    if (key)
-        fprintf(f, "%s%s: ", o->src == GW_CFG_SRC_FLAG && key[0] != '-' ? "--" : "", key);
+    if (key) {
+        /* keys come from the input too (JSON keys, unknown flags) */
+        fputs(o->src == GW_CFG_SRC_FLAG && key[0] != '-' ? "--" : "", f);
+        gw_cfg_escape(f, key, GW_CFG_QUOTE_MAX);
+        fputs(": ", f);
+    }
     if (value) {
         gw_cfg_quote(f, value);
         fputc(' ', f);
@@ -157,9 +168,12 @@ static void gw_cfg_err(gw_cfg_ctx_t *ctx, const gw_cfg_origin_t *o, const char *
     va_start(ap, fmt);
     vfprintf(f, fmt, ap);
     va_end(ap);
-    if (o->where)
-        fprintf(f, " (%s %s)\n", gw_config_source_name(o->src), o->where);
-    else
+    if (o->where) {
+        /* a file path may hold anything too; long ones are still useful */
+        fprintf(f, " (%s ", gw_config_source_name(o->src));
+        gw_cfg_escape(f, o->where, GW_CFG_WHERE_MAX);
+        fputs(")\n", f);
+    } else
         fprintf(f, " (%s)\n", gw_config_source_name(o->src));
 }
 
@@ -930,6 +944,13 @@ static int gw_cfg_wants_info(int argc, char **argv)
     return 0;
 }
 
+/* The environment asks for the Markdown reference (exactly "1"). */
+static bool gw_cfg_wants_markdown(void)
+{
+    const char *v = getenv("GW_CONFIG_MARKDOWN");
+    return v && strcmp(v, "1") == 0;
+}
+
 /* Move the staged values into the caller's struct. */
 static void gw_cfg_store(gw_cfg_ctx_t *ctx, void *cfg)
 {
@@ -976,6 +997,17 @@ gw_config_result_t gw_config_load_io(const gw_config_spec_t *spec, void *cfg, in
         return GW_CONFIG_ERROR;
     }
     out = out ? out : stdout;
+    /* GW_CONFIG_MARKDOWN=1: print the reference table and exit, before any
+     * argument or source is looked at, so every program can feed
+     * tools/gen_config_docs.sh without code of its own. A broken table is
+     * reported instead of being documented. */
+    if (gw_cfg_wants_markdown()) {
+        gw_cfg_check_table(&ctx);
+        if (ctx.nerr)
+            return GW_CONFIG_ERROR;
+        gw_config_print_markdown(spec, out);
+        return GW_CONFIG_EXIT;
+    }
     switch (gw_cfg_wants_info(argc, argv)) {
     case 'h':
         gw_config_print_help(spec, out);
