@@ -242,8 +242,15 @@ typedef struct gw_spec_sections {
  * Walk the sections of an encoded message with a bounded reader (no
  * allocation, no proton): every value's encoding must lie within its
  * container, nesting is limited to 32 levels. GW_ERR_SPEC_BODY if empty,
- * malformed, a Data section does not hold a binary, or a section needs
- * more than the 65535 nodes a pn_data_t can hold (too_many_nodes set).
+ * malformed, or a section needs more than the 65535 nodes a pn_data_t can
+ * hold (too_many_nodes set). "Malformed" includes everything proton 0.37
+ * would read differently from the bytes (found by fuzzing): a descriptor
+ * that is not a ulong or symbol (AMQP 1.0 1.5), an unknown section, sections
+ * out of the order of AMQP 1.0 3.2 or repeated (only data and amqp-sequence
+ * may repeat), a section value of the wrong type (header, properties,
+ * amqp-sequence: list; annotations, application-properties, footer: map;
+ * data: binary), and a list, map or array whose elements do not fill
+ * exactly its declared size and count.
  */
 gw_err_t gw_spec_scan_sections(const char *bytes, size_t size, gw_spec_sections_t *out);
 /**
