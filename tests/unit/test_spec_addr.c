@@ -154,12 +154,37 @@ static void test_kind_names(void **state)
     assert_int_equal(GW_SPEC_KIND_ALL >> (GW_SPEC_PUBREL + 1), 0);
 }
 
+static void test_reserved(void **state)
+{
+    (void)state;
+    /* Defaults: everything under "$mqtt." is reserved (the pubrel prefix). */
+    assert_true(gw_spec_addr_reserved(NULL, "$mqtt.lwtservice", 16));
+    assert_true(gw_spec_addr_reserved(NULL, "$mqtt.to.c1.publish", 19));
+    assert_true(gw_spec_addr_reserved(NULL, "$mqtt.subscriptionservice/x", 27));
+    assert_true(gw_spec_addr_reserved(NULL, "$mqtt.x", 7));
+    assert_false(gw_spec_addr_reserved(NULL, "$mqtt", 5));    /* shorter than any prefix */
+    assert_false(gw_spec_addr_reserved(NULL, "$mqttx.a", 8));
+    assert_false(gw_spec_addr_reserved(NULL, "a/$mqtt.to.", 11));
+    assert_false(gw_spec_addr_reserved(NULL, "$SYS/x", 6));
+    assert_false(gw_spec_addr_reserved(NULL, "", 0));
+    /* Not NUL-terminated: only len bytes count. */
+    assert_false(gw_spec_addr_reserved(NULL, "$mqtt.to.", 5));
+    /* A custom plan: only its own prefixes; empty ones are ignored. */
+    gw_spec_addrs_t plan = {.lwt = "ctl/will", .subctrl = "ctl/subs", .to_prefix = "out/",
+                            .pubrel_prefix = ""};
+    assert_true(gw_spec_addr_reserved(&plan, "ctl/will", 8));
+    assert_true(gw_spec_addr_reserved(&plan, "out/c1.publish", 14));
+    assert_false(gw_spec_addr_reserved(&plan, "$mqtt.lwtservice", 16));
+    assert_false(gw_spec_addr_reserved(&plan, "ctl/wil", 7));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),         cmocka_unit_test(test_ids_with_dots),
         cmocka_unit_test(test_custom_plan),      cmocka_unit_test(test_not_found),
         cmocka_unit_test(test_empty_id_and_nospace), cmocka_unit_test(test_kind_names),
+        cmocka_unit_test(test_reserved),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

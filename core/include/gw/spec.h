@@ -114,6 +114,15 @@ gw_err_t gw_spec_addr_client(const gw_spec_addrs_t *addrs, gw_spec_client_addr_t
  */
 gw_err_t gw_spec_addr_parse(const gw_spec_addrs_t *addrs, const char *addr, size_t len,
                             gw_spec_client_addr_t *which, const char **id, size_t *id_len);
+/**
+ * spec 2.5 / 2.3: true if s (a topic name, topic filter or client id; need
+ * not be NUL-terminated) starts with the will address, the subscription
+ * address, the to-prefix or the pubrel-prefix. Reserved topics are never
+ * forwarded from MQTT clients and reserved filters never subscribed, so an
+ * MQTT client cannot forge or intercept the control traffic. NULL addrs =
+ * the defaults. Empty prefixes in addrs are ignored.
+ */
+bool gw_spec_addr_reserved(const gw_spec_addrs_t *addrs, const char *s, size_t len);
 
 typedef enum gw_spec_kind {
     GW_SPEC_PUBLISH,

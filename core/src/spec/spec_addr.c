@@ -127,3 +127,20 @@ const char *gw_spec_kind_name(gw_spec_kind_t kind)
     }
     return "AMQP_UNKNOWN";
 }
+
+static bool spec_has_prefix(const char *s, size_t len, const char *prefix)
+{
+    size_t n = prefix ? strlen(prefix) : 0;
+    return n > 0 && len >= n && memcmp(s, prefix, n) == 0;
+}
+
+bool gw_spec_addr_reserved(const gw_spec_addrs_t *addrs, const char *s, size_t len)
+{
+    if (!addrs)
+        addrs = &gw_spec_default_addrs;
+    if (!s)
+        return false;
+    return spec_has_prefix(s, len, addrs->lwt) || spec_has_prefix(s, len, addrs->subctrl) ||
+           spec_has_prefix(s, len, addrs->to_prefix) ||
+           spec_has_prefix(s, len, addrs->pubrel_prefix);
+}
