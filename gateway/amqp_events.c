@@ -27,6 +27,8 @@ static void on_link_flow(gw_glink_t *gl)
     default:
         break;
     }
+    if (c->state == GW_CLIENT_CONNECTED && c->iot && gl->role == GW_LINK_TOPIC)
+        gw_iot_on_flow(c); /* ttd notifications waiting for credit */
     if (c->state == GW_CLIENT_CONNECTED && gl->role == GW_LINK_TOPIC && c->nin > 0 &&
         pn_link_credit(gl->pn) > 0)
         gw_publish_retry(c);
@@ -106,9 +108,20 @@ void gw_amqp_events_on_event(gw_amqp_conn_t *conn, pn_event_t *event, void *ctx)
                 gw_connect_on_control(gl->client, dlv);
             else if (gl->role == GW_LINK_PUBLISH)
                 gw_outbound_on_delivery(gl->client, dlv);
+            else if (gl->role == GW_LINK_COMMAND)
+                gw_iot_on_command(gl->client, gl, dlv);
         } else {
             on_sender_delivery(gl, dlv);
         }
+        break;
+    }
+    case PN_LINK_REMOTE_OPEN: {
+        /* IoT: an attached link without credit means "no consumer": QoS 0
+         * telemetry waiting for that link is now dropped (iot.c). */
+        gw_glink_t *gl = pn_link_get_context(pn_event_link(event));
+        if (gl && gl->client->iot && gl->client->state == GW_CLIENT_CONNECTED &&
+            gl->client->blocked_credit)
+            gw_client_resume(gl->client);
         break;
     }
     case PN_LINK_REMOTE_DETACH:
@@ -152,6 +165,8 @@ static bool forget_dest(gw_client_t *c, size_t d)
     for (gw_glink_t *gl = c->topic_links; gl; gl = gl->next)
         if (gl->dest == d)
             gl->pn = NULL;
+    if (c->iot)
+        gw_iot_forget_dest(c, d);
     return used;
 }
 

@@ -69,6 +69,8 @@ void gw_client_accept(gw_worker_t *w, evutil_socket_t fd, const struct sockaddr 
     c->w = w;
     c->serial = atomic_fetch_add(&w->gw->next_serial, 1);
     c->state = GW_CLIENT_NEW;
+    c->iot = (kind & GW_LST_IOT) != 0;
+    kind &= ~GW_LST_IOT;
     c->lst_kind = (uint8_t)kind;
     if (sa->sa_family == AF_INET) {
         const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
@@ -482,6 +484,8 @@ static void close_common(gw_client_t *c, gw_close_how_t how, const char *reason)
     event_del(c->slow_ev);
     if (c->rate_ev)
         event_del(c->rate_ev);
+    if (c->iot)
+        gw_iot_close(c); /* before the teardown: ttd=0 goes out on a link still open */
     amqp_teardown(c, how, reason);
     if (c->dests) {
         for (size_t d = 0; d < c->w->gw->routes.ndest; d++)

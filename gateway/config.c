@@ -98,6 +98,22 @@ static const gw_config_opt_t opts[] = {
      "publishing (per-topic or relay) sender links of one client over all destinations; idle LRU closed"},
     {"max-subscriptions-per-client", GW_CFG_INT, OFF(max_subscriptions), 0, 10000000, "1000",
      NULL, "distinct topic filters one client may hold (0 = unlimited); more get SUBACK 0x80"},
+    {"iot-listen", GW_CFG_LIST, OFF(iot_listen), 0, 64, NULL, NULL,
+     "IoT platform mode listener HOST:PORT (repeatable): every client is a Hono-style device (docs/iot-mode.md)"},
+    {"iots-listen", GW_CFG_LIST, OFF(iots_listen), 0, 64, NULL, NULL,
+     "IoT platform mode listener over TLS HOST:PORT (repeatable; uses the --tls-* settings)"},
+    {"iot-allow-unauthenticated", GW_CFG_BOOL, OFF(iot_allow_unauthenticated), 0, 0, "false", NULL,
+     "IoT devices may connect without credentials and name tenant and device in their topics"},
+    {"iot-gateway-map", GW_CFG_STRING, OFF(iot_gateway_map), 0, 4096, NULL, NULL,
+     "file of `tenant gateway-device device|*` lines: devices that may act for others"},
+    {"iot-max-tenants", GW_CFG_INT, OFF(iot_max_tenants), 1, 100000, "1000", NULL,
+     "tenants with their own label in the IoT metrics (per worker); the rest count as \"other\""},
+    {"iot-tenant-max-connections", GW_CFG_INT, OFF(iot_tenant_max_connections), 0, 100000000, "0",
+     NULL, "IoT devices of one tenant connected at once, PER WORKER (0 = unlimited); more get CONNACK 3"},
+    {"iot-tenant-rate", GW_CFG_INT, OFF(iot_tenant_rate), 0, 100000000, "0", NULL,
+     "telemetry/event messages per second of one tenant, PER WORKER token bucket (0 = unlimited); above it devices are not read"},
+    {"iot-tenant-byte-rate", GW_CFG_SIZE, OFF(iot_tenant_byte_rate), 0, 1LL << 40, "0", NULL,
+     "telemetry/event payload bytes per second of one tenant, PER WORKER token bucket (0 = unlimited)"},
 };
 
 const gw_config_spec_t gw_gateway_config_spec = {

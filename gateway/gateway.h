@@ -33,6 +33,7 @@
 #include "gw/auth.h"
 #include "gw/config.h"
 #include "gw/error.h"
+#include "gw/hono.h"
 #include "gw/log.h"
 #include "gw/mqtt.h"
 #include "gw/spec.h"
@@ -87,6 +88,15 @@ typedef struct gw_gateway_config {
     int64_t publish_burst;      /* bucket size; 0 = publish_rate */
     int64_t max_subscriptions;  /* distinct filters per client; 0 = unlimited */
     int64_t max_links_per_client; /* publishing links of one client, all destinations */
+    /* IoT platform mode (issue 9, iot.c, docs/iot-mode.md) */
+    gw_config_list_t iot_listen;  /* listeners whose clients are Hono devices */
+    gw_config_list_t iots_listen; /* same over TLS (--tls-* settings) */
+    bool iot_allow_unauthenticated;
+    char *iot_gateway_map;        /* lines `tenant gateway-device device|*`; NULL = none */
+    int64_t iot_max_tenants;      /* tenants with their own metrics labels, then "other" */
+    int64_t iot_tenant_max_connections; /* per tenant and worker; 0 = unlimited */
+    int64_t iot_tenant_rate;      /* telemetry/event messages/s per tenant and worker; 0 = off */
+    int64_t iot_tenant_byte_rate; /* payload bytes/s per tenant and worker; 0 = off */
 } gw_gateway_config_t;
 
 extern const gw_config_spec_t gw_gateway_config_spec;
@@ -176,6 +186,8 @@ typedef struct gw_gateway {
     pthread_mutex_t ip_mu;
     struct gw_ip_count **ip_tab; /* hash table, GW_IP_BUCKETS chains */
     atomic_uint_fast64_t next_serial;
+    gw_hono_gateways_t *iot_gateways; /* --iot-gateway-map (read-only after start), NULL = none */
+    gw_hono_policy_t iot_policy;
 } gw_gateway_t;
 
 /* One AMQP destination (URL) as seen by one worker (shared mode). */
@@ -195,6 +207,7 @@ typedef struct gw_dest {
  * stores (GW_STAT_*), which compile to plain moves: the message path pays
  * no locked instruction and the data race stays defined (UBSan/TSan). */
 enum { GW_LST_TCP = 0, GW_LST_TLS = 1, GW_LST__COUNT };
+#define GW_LST_IOT 0x10 /* or'ed into the accept kind: an --iot(s)-listen listener */
 enum { GW_WH_REJECTED = 0, GW_WH_RELEASED, GW_WH_MODIFIED, GW_WH__COUNT };
 
 typedef struct gw_worker_stats {
@@ -251,6 +264,7 @@ struct gw_worker {
     uint32_t acl_log_suppressed;
     char *addr_buf;            /* scratch: publication address rewritten by a route template */
     size_t addr_cap;
+    struct gw_iot_tenants *iot_tenants; /* per-tenant IoT counters (iot.c), NULL until used */
 };
 
 gw_err_t gw_worker_init(gw_worker_t *w, gw_gateway_t *gw, size_t index);
@@ -291,6 +305,8 @@ bool gw_limits_conn_take(gw_client_t *c);
 void gw_limits_conn_release(gw_client_t *c);
 /** One PUBLISH token; false = none: reading paused until the bucket refills. */
 bool gw_limits_publish_token(gw_client_t *c);
+/** Stop reading c for wait_ms (a rate limit other than --publish-rate, e.g. a tenant's). */
+void gw_limits_pause(gw_client_t *c, uint64_t wait_ms);
 /** Give back the token of a PUBLISH that could not be forwarded yet. */
 void gw_limits_publish_refund(gw_client_t *c);
 /* The client's subscription set (--max-subscriptions-per-client). */
@@ -335,6 +351,7 @@ typedef enum gw_link_role {
     GW_LINK_PUBLISH,
     GW_LINK_PUBREL,
     GW_LINK_TOPIC,
+    GW_LINK_COMMAND, /* IoT: receiver on command/<tenant>/<device> */
 } gw_link_role_t;
 
 /* Our context on every proton link we open (pn_link_set_context). */
@@ -380,6 +397,7 @@ typedef struct gw_in_msg {
     uint8_t attempts;
     bool retain;
     bool accepted;         /* QoS 2: PUBREC written, settled on PUBREL */
+    bool iot;              /* IoT upload: never resent (Telemetry/Event API); data NULL */
 } gw_in_msg_t;
 
 #define GW_PUBLISH_MAX_RETRIES 3
@@ -478,6 +496,15 @@ struct gw_client {
     struct event *retry_ev;  /* resend of released/modified PUBLISHes */
 
     gw_pending_sub_t *subs;
+
+    /* IoT mode (iot.c): set at accept for --iot(s)-listen clients */
+    bool iot;
+    char *iot_tenant, *iot_device; /* authenticated identity (owned); NULL = unauthenticated */
+    struct gw_iot_cmdsub *iot_cmds; /* command subscriptions, each with its receiver link */
+    gw_hono_reqtab_t *iot_reqtab;   /* outstanding request/response commands */
+    gw_hono_request_t *iot_held_req; /* taken for a response waiting for credit (owned) */
+    char iot_held_id[GW_HONO_REQ_ID_LEN + 1];
+    struct gw_iot_tstat *iot_tstat; /* the tenant's counters (connection's tenant), may be NULL */
 };
 
 /* client.c */
@@ -536,6 +563,33 @@ gw_err_t gw_handle_puback(gw_client_t *c, uint16_t pid);
 gw_err_t gw_handle_pubrec(gw_client_t *c, uint16_t pid);
 gw_err_t gw_handle_pubcomp(gw_client_t *c, uint16_t pid);
 gw_err_t gw_handle_disconnect(gw_client_t *c);
+
+/* iot.c: IoT platform mode (Hono conventions, gw/hono.h). */
+gw_err_t gw_iot_setup(gw_gateway_t *gw, char *why, size_t whylen);
+void gw_iot_teardown(gw_gateway_t *gw);
+void gw_iot_worker_cleanup(gw_worker_t *w);
+/** CONNECT of an IoT client once authenticated: identity; false = refused (*rc, *why). */
+bool gw_iot_connect(gw_client_t *c, uint8_t *rc, const char **why);
+gw_err_t gw_iot_publish(gw_client_t *c, const gw_mqtt_publish_t *p);
+gw_err_t gw_iot_subscribe(gw_client_t *c, const gw_mqtt_subscribe_t *p);
+gw_err_t gw_iot_unsubscribe(gw_client_t *c, const gw_mqtt_unsubscribe_t *p);
+void gw_iot_on_command(gw_client_t *c, gw_glink_t *gl, pn_delivery_t *dlv);
+/** Sender credit arrived: send waiting ttd notifications. */
+void gw_iot_on_flow(gw_client_t *c);
+/** Client closing: detach command links, ttd=0 notifications, free IoT state. */
+void gw_iot_close(gw_client_t *c);
+/** Drop proton pointers of destination d (connection DOWN). */
+void gw_iot_forget_dest(gw_client_t *c, size_t d);
+/** Per-tenant IoT metrics, summed over the workers (metrics.c collect). */
+struct gw_metrics_writer;
+void gw_iot_metrics(gw_gateway_t *gw, struct gw_metrics_writer *mw);
+
+/* handle_publish.c helpers shared with iot.c */
+/** Sender for (destination, address, QoS class): cached, see handle_publish.c. */
+gw_glink_t *gw_publish_sender(gw_client_t *c, size_t d, const char *addr, size_t alen, bool qos2,
+                              bool relay_ok, gw_err_t *err);
+/** Track an unacknowledged QoS 1/2 IoT upload (no copy kept: never resent). */
+gw_err_t gw_publish_track_iot(gw_client_t *c, const gw_mqtt_publish_t *p, pn_delivery_t *dlv);
 
 /** Resend PUBLISHes whose retry time has come (on the retry timer and on credit). */
 void gw_publish_retry(gw_client_t *c);

@@ -223,7 +223,8 @@ gw_err_t gw_handle_connect(gw_client_t *c, const gw_mqtt_connect_t *p)
             cert_auth = true;
         }
     }
-    if (!cert_auth && !c->user && !gw_auth_allow_anonymous(w->gw)) {
+    /* IoT devices without credentials: gw_iot_connect decides. */
+    if (!cert_auth && !c->user && !gw_auth_allow_anonymous(w->gw) && !c->iot) {
         gw_connect_fail(c, GW_MQTT_CONNACK_NOT_AUTHORIZED, "anonymous clients are not allowed");
         return GW_OK;
     }
@@ -252,6 +253,16 @@ void gw_connect_continue(gw_client_t *c)
     size_t old_worker = 0;
     uint64_t old_serial = 0;
 
+    if (c->iot) {
+        /* IoT device: identity from auth-id@tenant; no will, no session. */
+        uint8_t rc = GW_MQTT_CONNACK_NOT_AUTHORIZED;
+        const char *why = "refused";
+        if (!gw_iot_connect(c, &rc, &why)) {
+            gw_connect_fail(c, rc, why);
+            return;
+        }
+    }
+
     if (c->has_will &&
         !gw_auth_allowed(c, c->will.topic.ptr, c->will.topic.len, GW_ACL_WRITE, false)) {
         GW_STAT_INC(w, acl_denied[GW_ACLD_WILL]);
@@ -266,8 +277,9 @@ void gw_connect_continue(gw_client_t *c)
     }
     bool per_client = cfg->connection_mode == GW_MODE_PER_CLIENT;
     /* While an AMQP destination this client needs is down: CONNACK 3. */
-    if (!per_client && ((c->has_will && !dest_up(c, a->lwt)) || !dest_up(c, a->subctrl) ||
-                        !dest_up(c, ctl) || !dest_up(c, pub))) {
+    if (!per_client && !c->iot &&
+        ((c->has_will && !dest_up(c, a->lwt)) || !dest_up(c, a->subctrl) || !dest_up(c, ctl) ||
+         !dest_up(c, pub))) {
         gw_connect_fail(c, GW_MQTT_CONNACK_SERVER_UNAVAILABLE, "AMQP connection is down");
         return;
     }
@@ -291,6 +303,12 @@ void gw_connect_continue(gw_client_t *c)
     c->state = GW_CLIENT_CONNECTING;
     GW_LOG_DEBUG(GW_MOD, c->id, "CONNECT from %s clean=%d keepalive=%u will=%d", c->peer,
                  (int)c->clean_session, (unsigned)c->keep_alive, (int)c->has_will);
+    if (c->iot) {
+        /* No Subscription Service: CONNACK 0, session-present 0 at once. */
+        c->ss_sent = c->ss_done = c->subs_done = true;
+        gw_connect_progress(c);
+        return;
+    }
     if (per_client) {
         /* Links are attached once all of the client's connections are UP. */
         if (gw_client_open_conns(c) != GW_OK)

@@ -58,6 +58,26 @@ static gw_in_msg_t *in_add(gw_client_t *c, const gw_mqtt_publish_t *p)
     return m;
 }
 
+gw_err_t gw_publish_track_iot(gw_client_t *c, const gw_mqtt_publish_t *p, pn_delivery_t *dlv)
+{
+    if (c->nin == c->capin) {
+        size_t cap = c->capin ? c->capin * 2 : 8;
+        gw_in_msg_t *n = realloc(c->in, cap * sizeof(*n));
+        if (!n)
+            return GW_ERR_NOMEM;
+        c->in = n;
+        c->capin = cap;
+    }
+    gw_in_msg_t *m = &c->in[c->nin++];
+    memset(m, 0, sizeof(*m));
+    m->dlv = dlv;
+    m->pid = p->packet_id;
+    m->qos = p->qos;
+    m->retain = p->retain;
+    m->iot = true;
+    return GW_OK;
+}
+
 void gw_publish_free(gw_client_t *c)
 {
     for (size_t i = 0; i < c->nin; i++)
@@ -88,15 +108,13 @@ static void topic_link_drop(gw_client_t *c, gw_glink_t *victim)
 
 /* Find or attach the sender for (destination, topic, QoS 2 or not). NULL with
  * *err = GW_ERR_AGAIN when the cache is full of busy links. */
-static gw_glink_t *topic_sender(gw_client_t *c, size_t d, const char *topic, size_t tlen,
-                                bool qos2, bool relay_ok, gw_err_t *err)
+gw_glink_t *gw_publish_sender(gw_client_t *c, size_t d, const char *topic, size_t tlen,
+                              bool qos2, bool relay_ok, gw_err_t *err)
 {
     gw_dest_t *dest = gw_client_dest(c, d);
     bool anon = relay_ok && gw_amqp_conn_peer_has_anonymous_relay(dest->conn);
     size_t n_on_dest = 0;
     gw_glink_t *lru = NULL, *glru = NULL; /* idle LRU on this destination / on any */
-    char name[1200];
-
     *err = GW_OK;
     for (gw_glink_t *gl = c->topic_links; gl; gl = gl->next) {
         if (gl->pn && pn_link_unsettled(gl->pn) == 0 && (!glru || gl->last_use < glru->last_use))
@@ -148,10 +166,28 @@ static gw_glink_t *topic_sender(gw_client_t *c, size_t d, const char *topic, siz
             return NULL;
         }
     }
-    snprintf(name, sizeof(name), "%s.publish.%u", c->id, (unsigned)++c->link_seq);
+    /* Spec 2.3: `$mqtt.from.<id>.q01` / `.q2`, `.<address>` appended for
+     * per-address senders. Unique on the connection: one client holds one
+     * link per (destination, QoS class[, address]); an evicted link and the
+     * links of a client taken over on this worker are detached (flushed by
+     * gw_amqp_link_close) before a link with the same name is attached
+     * (spec 2.2 rule 3). Built at its exact size: a truncated name could
+     * collide for long addresses. Not on the message path (links are cached). */
+    int nlen = snprintf(NULL, 0, "$mqtt.from.%s.%s%s%.*s", c->id, qos2 ? "q2" : "q01",
+                        anon ? "" : ".", anon ? 0 : (int)tlen, anon ? "" : topic);
+    char *name = nlen >= 0 ? malloc((size_t)nlen + 1) : NULL;
+    if (!name) {
+        free(gl->topic);
+        free(gl);
+        *err = GW_ERR_NOMEM;
+        return NULL;
+    }
+    snprintf(name, (size_t)nlen + 1, "$mqtt.from.%s.%s%s%.*s", c->id, qos2 ? "q2" : "q01",
+             anon ? "" : ".", anon ? 0 : (int)tlen, anon ? "" : topic);
     /* QoS 0/1: rcv-settle first, mixed (QoS 0 pre-settled). QoS 2: rcv-settle second. */
     gl->pn = gw_amqp_sender_open(ssn, name, gl->topic, qos2 ? PN_SND_UNSETTLED : PN_SND_MIXED,
                                  qos2 ? PN_RCV_SECOND : PN_RCV_FIRST);
+    free(name);
     if (!gl->pn) {
         free(gl->topic);
         free(gl);
@@ -208,7 +244,7 @@ static gw_err_t forward(gw_client_t *c, const gw_mqtt_publish_t *p, pn_delivery_
     }
     /* A template needs the rewritten address as link target: no relay. */
     bool relay_ok = !route || (!route->addr_template && !route->relay_never);
-    gw_glink_t *gl = topic_sender(c, d, addr, alen, p->qos == 2, relay_ok, &err);
+    gw_glink_t *gl = gw_publish_sender(c, d, addr, alen, p->qos == 2, relay_ok, &err);
     if (!gl)
         return err;
     if (pn_link_credit(gl->pn) <= 0)
@@ -251,6 +287,19 @@ gw_err_t gw_handle_publish(gw_client_t *c, const gw_mqtt_publish_t *p)
 
     if (!gw_limits_publish_token(c))
         return GW_ERR_AGAIN; /* --publish-rate: paused, resumed by the rate timer */
+    if (c->iot) {
+        /* IoT device (iot.c): Hono topics; identity checks replace the ACL. */
+        gw_in_msg_t *m = p->qos > 0 ? in_find(c, p->packet_id) : NULL;
+        if (m) {
+            if (m->qos == 2 && m->accepted)
+                gw_client_write_ack(c, GW_MQTT_PUBREC, p->packet_id);
+            return GW_OK;
+        }
+        err = gw_iot_publish(c, p);
+        if (err == GW_ERR_AGAIN)
+            gw_limits_publish_refund(c);
+        return err;
+    }
     if (!gw_auth_allowed(c, p->topic.ptr, p->topic.len, GW_ACL_WRITE, false)) {
         /* Not forwarded. MQTT 3.1.1 has no negative ack: acknowledge and
          * drop (QoS 1 PUBACK, QoS 2 PUBREC; the PUBREL of an id we do not
@@ -328,7 +377,7 @@ void gw_publish_retry(gw_client_t *c)
         return;
     for (size_t i = 0; i < c->nin; i++) {
         gw_in_msg_t *m = &c->in[i];
-        if (m->dlv || m->due_ms > now)
+        if (m->dlv || m->due_ms > now || m->iot)
             continue;
         gw_mqtt_publish_t p;
         memset(&p, 0, sizeof(p));
@@ -377,7 +426,7 @@ void gw_publish_on_outcome(gw_client_t *c, gw_glink_t *gl, pn_delivery_t *dlv)
         }
         gw_client_write_ack(c, GW_MQTT_PUBACK, pid);
         in_remove(c, m);
-    } else if ((st == PN_RELEASED || st == PN_MODIFIED) &&
+    } else if ((st == PN_RELEASED || st == PN_MODIFIED) && !m->iot &&
                m->attempts < GW_PUBLISH_MAX_RETRIES) {
         /* Not processed by the receiver: resend after a back-off. */
         m->dlv = NULL;
@@ -398,7 +447,15 @@ void gw_publish_on_outcome(gw_client_t *c, gw_glink_t *gl, pn_delivery_t *dlv)
                     st == PN_REJECTED ? "rejected" : st == PN_RELEASED ? "released" : "modified",
                     pn_condition_get_name(cond) ? " " : "",
                     pn_condition_get_name(cond) ? pn_condition_get_name(cond) : "");
+        bool iot = m->iot;
         in_remove(c, m);
+        if (iot) {
+            /* Telemetry/Event API: not resent; MQTT 3.1.1 has no negative
+             * ack, so the device learns it by the disconnect (as Hono). */
+            pn_delivery_settle(dlv);
+            gw_client_close(c, GW_CLOSE_BRUTE, "IoT message not accepted by the AMQP network");
+            return;
+        }
     }
     pn_delivery_settle(dlv);
     if (c->blocked_credit)

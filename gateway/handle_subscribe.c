@@ -122,11 +122,15 @@ cleanup:
 
 gw_err_t gw_handle_subscribe(gw_client_t *c, const gw_mqtt_subscribe_t *p)
 {
+    if (c->iot)
+        return gw_iot_subscribe(c, p); /* command subscriptions (iot.c) */
     return send_request(c, &p->topics, p->packet_id, false);
 }
 
 gw_err_t gw_handle_unsubscribe(gw_client_t *c, const gw_mqtt_unsubscribe_t *p)
 {
+    if (c->iot)
+        return gw_iot_unsubscribe(c, p);
     return send_request(c, &p->topics, p->packet_id, true);
 }
 

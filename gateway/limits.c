@@ -168,6 +168,16 @@ bool gw_limits_publish_token(gw_client_t *c)
     return false;
 }
 
+void gw_limits_pause(gw_client_t *c, uint64_t wait_ms)
+{
+    if (!c->rate_ev && !(c->rate_ev = evtimer_new(c->w->base, rate_cb, c)))
+        return; /* cannot pause: the caller's GW_ERR_AGAIN resumes on the next event */
+    struct timeval tv = {(time_t)(wait_ms / 1000), (suseconds_t)((wait_ms % 1000) * 1000)};
+    evtimer_add(c->rate_ev, &tv);
+    c->blocked_rate = true;
+    GW_STAT_INC(c->w, rate_limited);
+}
+
 void gw_limits_publish_refund(gw_client_t *c)
 {
     if (c->w->gw->cfg->publish_rate > 0)

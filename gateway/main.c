@@ -55,7 +55,7 @@ static gw_err_t tls_setup(gw_gateway_t *gw, const gw_gateway_config_t *cfg)
     gw_tls_server_config_t tc;
     char eb[GW_TLS_ERRBUF] = "";
 
-    if (cfg->mqtts_listen.count == 0)
+    if (cfg->mqtts_listen.count == 0 && cfg->iots_listen.count == 0)
         return GW_OK;
     if (!cfg->tls_cert || !cfg->tls_key) {
         fprintf(stderr, "mqtt-gateway: --mqtts-listen needs --tls-cert and --tls-key\n");
@@ -112,8 +112,9 @@ int main(int argc, char **argv)
         rc = 2;
         goto cleanup;
     }
-    if (cfg.mqtt_listen.count == 0 && cfg.mqtts_listen.count == 0) {
-        fprintf(stderr, "mqtt-gateway: --mqtt-listen/--mqtts-listen: at least one address is required\n");
+    if (cfg.mqtt_listen.count == 0 && cfg.mqtts_listen.count == 0 && cfg.iot_listen.count == 0 &&
+        cfg.iots_listen.count == 0) {
+        fprintf(stderr, "mqtt-gateway: --mqtt-listen/--mqtts-listen/--iot-listen: at least one address is required\n");
         rc = 2;
         goto cleanup;
     }
@@ -161,6 +162,11 @@ int main(int argc, char **argv)
     gw.cfg = &cfg;
     if (gw_limits_init(&gw) != GW_OK)
         goto cleanup;
+    if (gw_iot_setup(&gw, why, sizeof(why)) != GW_OK) {
+        fprintf(stderr, "mqtt-gateway: %s\n", why);
+        rc = 2;
+        goto cleanup;
+    }
     gw.addrs.lwt = cfg.lwt_address;
     gw.addrs.subctrl = cfg.subscription_address;
     gw.addrs.to_prefix = cfg.to_prefix;
@@ -242,6 +248,7 @@ cleanup:
     gw_routes_free(&gw.routes);
     gw_tls_server_free(gw.tls); /* after the workers: their SSLs hold their own SSL_CTX refs */
     gw_auth_teardown(&gw);
+    gw_iot_teardown(&gw);
     if (gw.cfg)
         gw_limits_cleanup(&gw);
     if (cfg_loaded)

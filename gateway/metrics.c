@@ -113,6 +113,7 @@ static void collect(gw_metrics_writer_t *mw, void *arg)
     gw_metrics_counter(mw, "mqtt_gateway_amqp_reconnects_total",
                        "shared AMQP connections re-established after a loss", NULL,
                        SUM(gw, amqp_reconnects));
+    gw_iot_metrics(gw, mw); /* per-tenant IoT counters (iot.c) */
 }
 
 static bool ready(void *arg, char *why, size_t whylen)

@@ -35,15 +35,30 @@ static void accept_tls_cb(struct evconnlistener *lst, evutil_socket_t fd, struct
     accept_any(arg, fd, sa, salen, GW_LST_TLS);
 }
 
+static void accept_iot_cb(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *sa,
+                          int salen, void *arg)
+{
+    accept_any(arg, fd, sa, salen, GW_LST_TCP | GW_LST_IOT);
+}
+
+static void accept_iots_cb(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *sa,
+                           int salen, void *arg)
+{
+    accept_any(arg, fd, sa, salen, GW_LST_TLS | GW_LST_IOT);
+}
+
 static void accept_error_cb(struct evconnlistener *lst, void *arg)
 {
     int e = EVUTIL_SOCKET_ERROR();
     GW_LOG_WARN(GW_MOD, NULL, "accept: %s", evutil_socket_error_to_string(e));
 }
 
-static gw_err_t open_listener(gw_worker_t *w, const char *spec, bool tls)
+static gw_err_t open_listener(gw_worker_t *w, const char *spec, bool tls, bool iot)
 {
-    const char *opt = tls ? "--mqtts-listen" : "--mqtt-listen";
+    const char *opt = iot ? (tls ? "--iots-listen" : "--iot-listen")
+                          : (tls ? "--mqtts-listen" : "--mqtt-listen");
+    evconnlistener_cb cb = iot ? (tls ? accept_iots_cb : accept_iot_cb)
+                               : (tls ? accept_tls_cb : accept_cb);
     char host[256], port_s[8];
     uint16_t port = 0;
     struct addrinfo hints, *res = NULL;
@@ -69,7 +84,7 @@ static gw_err_t open_listener(gw_worker_t *w, const char *spec, bool tls)
     w->listeners = n;
     /* Every worker binds the same address with SO_REUSEPORT. */
     struct evconnlistener *l = evconnlistener_new_bind(
-        w->base, tls ? accept_tls_cb : accept_cb, w,
+        w->base, cb, w,
         LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT, 1024, res->ai_addr,
         (int)res->ai_addrlen);
     if (!l) {
@@ -218,12 +233,22 @@ gw_err_t gw_worker_init(gw_worker_t *w, gw_gateway_t *gw, size_t index)
     if (!w->ctl_ev || !w->stop_timer || !w->dests)
         return GW_ERR_NOMEM;
     for (size_t i = 0; i < cfg->mqtt_listen.count; i++) {
-        err = open_listener(w, cfg->mqtt_listen.items[i], false);
+        err = open_listener(w, cfg->mqtt_listen.items[i], false, false);
         if (err != GW_OK)
             return err;
     }
     for (size_t i = 0; i < cfg->mqtts_listen.count; i++) {
-        err = open_listener(w, cfg->mqtts_listen.items[i], true);
+        err = open_listener(w, cfg->mqtts_listen.items[i], true, false);
+        if (err != GW_OK)
+            return err;
+    }
+    for (size_t i = 0; i < cfg->iot_listen.count; i++) {
+        err = open_listener(w, cfg->iot_listen.items[i], false, true);
+        if (err != GW_OK)
+            return err;
+    }
+    for (size_t i = 0; i < cfg->iots_listen.count; i++) {
+        err = open_listener(w, cfg->iots_listen.items[i], true, true);
         if (err != GW_OK)
             return err;
     }
@@ -312,6 +337,7 @@ void gw_worker_cleanup(gw_worker_t *w)
     if (w->msg)
         pn_message_free(w->msg);
     free(w->kill_serials);
+    gw_iot_worker_cleanup(w);
     free(w->addr_buf);
     pthread_mutex_destroy(&w->ctl_mu);
     memset(w, 0, sizeof(*w));

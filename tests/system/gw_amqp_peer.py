@@ -218,6 +218,10 @@ class _Handler(Handler):
             "durable": msg.durable,
             "delivery_count": msg.delivery_count,
             "annotations": _plain(msg.annotations or {}),
+            "properties": _plain(msg.properties or {}),  # application properties
+            "content_type": msg.content_type,
+            "creation_time": msg.creation_time,
+            "ttl": msg.ttl,
             "body": _plain(msg.body),
             "presettled": dlv.settled,
             "delivery": dlv,
@@ -435,6 +439,11 @@ class AmqpPeer:
             pre = (qos == 0) if presettled is None else presettled
             return self._enqueue(f"{self.to_prefix}{client_id}.publish", m, pre)
         return self.call(do)
+
+    def send_on(self, addr, msg, presettled=False):
+        """Queue msg on the gateway's receiver whose source is addr (sent when
+        it has credit); returns the outbound record (remote_state, ...)."""
+        return self.call(lambda: self._enqueue(addr, msg, presettled))
 
     def close_link(self, name, condition=None, description=None):
         """Detach/close the peer end of a link, optionally with an error condition."""

@@ -137,14 +137,16 @@ def test_max_links_per_client(procs):
         for i in range(4):
             c.send(R.publish(f"ml/{i}", b"x", qos=1, pid=i + 1))
             assert R.pid_of(c.expect(R.PUBACK)[1]) == i + 1
-        senders = [l for l in e.peer.links if l["name"].startswith("ml.publish.")]
+        senders = [l for l in e.peer.links if l["name"].startswith("$mqtt.from.ml.")]
         assert [l["target"] for l in senders] == [f"ml/{i}" for i in range(4)]
+        # spec 2.3: `.<address>` appended for per-address senders
+        assert [l["name"] for l in senders] == [f"$mqtt.from.ml.q01.ml/{i}" for i in range(4)]
         e.peer.wait_for(lambda: len([d for d in e.peer.detaches
-                                     if d["name"].startswith("ml.publish.")]) == 2,
+                                     if d["name"].startswith("$mqtt.from.ml.")]) == 2,
                         what="2 links closed")
-        gone = sorted(d["name"] for d in e.peer.detaches if d["name"].startswith("ml.publish."))
+        gone = sorted(d["name"] for d in e.peer.detaches if d["name"].startswith("$mqtt.from.ml."))
         assert gone == sorted(s["name"] for s in senders[:2])
         assert all(d["condition"] is None for d in e.peer.detaches
-                   if d["name"].startswith("ml.publish."))
+                   if d["name"].startswith("$mqtt.from.ml."))
     finally:
         teardown_env(e)

@@ -73,10 +73,12 @@ def test_anonymous_relay_one_link_per_settle_mode(procs):
         c.expect(R.PUBREC)
         c.send(R.ack(R.PUBREL, 9))
         c.expect(R.PUBCOMP)
-        senders = [l for l in peer.links if l["name"].startswith("an.publish.")]
+        senders = [l for l in peer.links if l["name"].startswith("$mqtt.from.an.")]
         assert len(senders) == 2 and all(l["target"] is None for l in senders)
         assert sorted(l["rcv_settle_mode"] for l in senders) == [0, 1]
-        assert [m["to"] for m in peer.msgs() if m["link"].startswith("an.publish.")] == \
+        # spec 2.3: stable names per client and QoS class
+        assert sorted(l["name"] for l in senders) == ["$mqtt.from.an.q01", "$mqtt.from.an.q2"]
+        assert [m["to"] for m in peer.msgs() if m["link"].startswith("$mqtt.from.an.")] == \
             ["a/1", "a/2", "a/3", "a/4"]
     finally:
         teardown_env(e)
@@ -111,10 +113,10 @@ def test_topic_link_cache_evicts_idle_links(procs):
         for i in range(5):
             c.send(R.publish(f"ev/{i}", b"x", qos=1, pid=i + 1))
             assert R.pid_of(c.expect(R.PUBACK)[1]) == i + 1
-        senders = [l for l in peer.links if l["name"].startswith("ev.publish.")]
+        senders = [l for l in peer.links if l["name"].startswith("$mqtt.from.ev.")]
         assert [l["target"] for l in senders] == [f"ev/{i}" for i in range(5)]
         def evicted():
-            return [d for d in peer.detaches if d["name"].startswith("ev.publish.")]
+            return [d for d in peer.detaches if d["name"].startswith("$mqtt.from.ev.")]
         peer.wait_for(lambda: len(evicted()) >= 3, what="3 evicted links")
         gone = evicted()
         # the 2 most recently used stay attached; evictions are clean detaches

@@ -62,7 +62,7 @@ def test_template_rewrites_target_and_to(procs):
             # spec 2.4: the annotations of spec 3.9 are still set
             assert "x-opt-mqtt-qos" in m["annotations"]
         assert got == want
-        senders = [l for l in foreign.links if l["name"].startswith("tp.publish.")]
+        senders = [l for l in foreign.links if l["name"].startswith("$mqtt.from.tp.")]
         assert senders and all(l["target"] in want for l in senders)
         # the QoS 2 publication used its own rcv-settle-second link
         assert any(l["rcv_settle_mode"] == 1 and l["target"] ==
@@ -106,11 +106,11 @@ def test_relay_never_uses_per_topic_links(procs):
         for i, t in enumerate(("t/1", "t/2", "u/1")):
             c.send(R.publish(t, b"x", qos=1, pid=i + 1))
             c.expect(R.PUBACK)
-        fl = [l for l in foreign.links if l["name"].startswith("rn.publish.")]
+        fl = [l for l in foreign.links if l["name"].startswith("$mqtt.from.rn.")]
         assert sorted(l["target"] for l in fl) == ["t/1", "t/2"]
         assert [m["to"] for m in foreign.msgs()] == ["t/1", "t/2"]
         # the default route (relay=auto) still uses the peer's anonymous relay
-        ml = [l for l in main.links if l["name"].startswith("rn.publish.")]
+        ml = [l for l in main.links if l["name"].startswith("$mqtt.from.rn.")]
         assert [l["target"] for l in ml] == [None]
         assert main.wait_msg(to="u/1")["link_target"] is None
     finally:
