@@ -7,7 +7,7 @@
 Writes
     openshift/kubernetes/{router,will-service,subscription-service,gateway,
                           networkpolicy}.yaml, kustomization.yaml,
-                          secret-tls.example.yaml
+                          secret-tls.example.yaml, auth.example.yaml
     openshift/template.yaml   (OpenShift Template: the same objects plus a
                                passthrough Route, parameters for images,
                                replicas, storage)
@@ -37,15 +37,53 @@ MQTTS_PORT = 8883
 ROUTER_PORT = 5672           # gateways and AMQP applications (role normal)
 ROUTER_SERVICES_PORT = 5673  # will-service, subscription-service (route-container)
 SERVICE_PORT = 5672          # --listen of both services
+HTTP_PORT = 8080             # --http-listen of all three: /healthz, /readyz, /metrics
 
 ROUTER = "mqtt-router"
 GATEWAY = "mqtt-gateway"
 WILL = "will-service"
 SUBS = "subscription-service"
 
-HEALTH_TODO = ["TODO(health issue): httpGet /readyz (readiness) and /healthz (liveness) on a",
-               "metrics port once the binaries have one (no such flag yet). A TCP probe only",
-               "proves the listener is open: the gateway accepts while its AMQP side is down."]
+# Topic roots that the router link-routes (openshift/qdrouterd.conf,
+# topics-<root>-in/out). The gateway sends MQTT publications on these roots
+# through the router with relay=never: per-topic sender links, which follow
+# link routes (the router's anonymous relay does not).
+ROUTED_TOPIC_ROOTS = ["sensors/"]
+
+# Gateway sizing. RSS per MQTT client, all three processes summed, measured
+# in docs/performance.md (scenario 6: 33.2 KB); rounded up.
+RSS_PER_CONNECTION_KIB = 34
+GATEWAY_MEMORY_LIMIT_MIB = 1024
+# Connections per pod: 20000 x 34 KiB = 664 MiB of the 1 GiB limit, the rest
+# for output backlogs of slow clients (out-buffer-high-watermark) and the
+# AMQP side. Also below the router's ~30000 sessions per gateway worker.
+GATEWAY_MAX_CONNECTIONS = 20000
+
+# Above the TLS Secret's mount in the generated Deployment.
+TLS_RELOAD_NOTE = [
+    "A renewed Secret reaches these files within ~1-2 min (whole-volume mount, no",
+    "subPath); the gateway uses it after SIGHUP: kubectl exec POD -c mqtt-gateway --",
+    "sh -c 'kill -HUP 1' (docs/operations.md 10, 11), or kubectl rollout restart.",
+]
+
+# Optional authentication: a Secret with the password file and a ConfigMap
+# with the ACL file, mounted when they exist (optional volumes). They are
+# switched on by uncommenting the environment variables below in the
+# generated Deployment (see docs/operations.md 3.4).
+AUTH_SECRET = GATEWAY + "-auth"
+ACL_CONFIGMAP = GATEWAY + "-acl"
+AUTH_DIR = "/etc/gw-auth"
+ACL_DIR = "/etc/gw-acl"
+AUTH_ENV_EXAMPLE = [
+    "Authentication and ACLs (docs/operations.md 3.4): create the Secret %s" % AUTH_SECRET,
+    "and/or the ConfigMap %s (shape: auth.example.yaml), then uncomment:" % ACL_CONFIGMAP,
+    "- name: GW_PASSWORD_FILE",
+    "  value: %s/passwd" % AUTH_DIR,
+    "- name: GW_ACL_FILE",
+    "  value: %s/acl" % ACL_DIR,
+    "- name: GW_ALLOW_ANONYMOUS",
+    "  value: \"false\"",
+]
 
 
 class Flavor:
@@ -91,6 +129,31 @@ def meta(name, component, **extra):
 def container_security():
     return {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
             "capabilities": {"drop": ["ALL"]}}
+
+
+def http_probes(port_name="http"):
+    """Readiness: /readyz (gateway: every AMQP connection up; services: store
+    open and listener or router connection up). Liveness: /healthz (the
+    process answers). A pod that is not ready leaves the Service endpoints:
+    a gateway whose AMQP side is down gets no new clients."""
+    return {
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": port_name},
+                           "initialDelaySeconds": 2, "periodSeconds": 5,
+                           "timeoutSeconds": 2, "failureThreshold": 3},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": port_name},
+                          "initialDelaySeconds": 10, "periodSeconds": 10,
+                          "timeoutSeconds": 5, "failureThreshold": 6},
+    }
+
+
+def scrape_annotations():
+    """Prometheus' kubernetes_sd convention (prometheus.io/* pod annotations)."""
+    return {"prometheus.io/scrape": "true", "prometheus.io/port": str(HTTP_PORT),
+            "prometheus.io/path": "/metrics"}
+
+
+def http_listen():
+    return "0.0.0.0:%d" % HTTP_PORT
 
 
 def tcp_probes(port_name, initial=2):
@@ -191,7 +254,7 @@ def service_objects(fl, component, binary, cfg, storage_param, storage_default,
             "updateStrategy": {"type": "RollingUpdate"},
             "selector": {"matchLabels": labels(component)},
             "template": {
-                "metadata": {"labels": labels(component)},
+                "metadata": {"labels": labels(component), "annotations": scrape_annotations()},
                 "spec": {
                     "securityContext": fl.pod_security(),
                     # Time for a clean stop (commit, close links) before SIGKILL.
@@ -200,8 +263,9 @@ def service_objects(fl, component, binary, cfg, storage_param, storage_default,
                         "name": component,
                         "image": fl.image(binary),
                         "args": ["--config", "/etc/gw/" + cfg_file],
-                        "ports": [{"name": "amqp", "containerPort": SERVICE_PORT}],
-                        **tcp_probes("amqp"),
+                        "ports": [{"name": "amqp", "containerPort": SERVICE_PORT},
+                                  {"name": "http", "containerPort": HTTP_PORT}],
+                        **http_probes(),
                         "resources": res,
                         "securityContext": container_security(),
                         "volumeMounts": [
@@ -249,9 +313,11 @@ def will_config(fl):
         "connect": "amqp://%s:%d" % (ROUTER, ROUTER_SERVICES_PORT),
         "container-id": WILL,
         "address": "$mqtt.lwtservice",
-        # Wills are publications: straight to the SS (the router's anonymous
-        # relay would not follow the topic link routes).
+        # Wills are publications: straight to the SS. The will-service uses
+        # the anonymous relay when offered (it has no relay=never), and the
+        # router's relay would not follow the topic link routes.
         "publish-url": "amqp://%s:%d" % (SUBS, SERVICE_PORT),
+        "http-listen": http_listen(),
         "store": "/var/lib/gw/wills.db",
         "store-sync": "full",
         "grace-seconds": 30,
@@ -273,6 +339,7 @@ def subs_config(fl):
         "max-queued-messages": 1000,
         "max-queued-bytes": "16M",
         "overflow-policy": "drop-new",
+        "http-listen": http_listen(),
         "log-level": fl.param("LOG_LEVEL", "info"),
         "log-format": "json",
     }
@@ -280,34 +347,30 @@ def subs_config(fl):
 
 # --- gateway -------------------------------------------------------------------
 
-STUNNEL_CONF = """\
-; stunnel (tls-proxy sidecar): MQTT over TLS on %(mqtts)d, forwarded inside the
-; pod to mqtt-gateway's plain listener on 127.0.0.1:%(mqtt)d. Certificate and key
-; come from the Secret mounted at /etc/gw-tls (tls.crt, tls.key).
-; Replace with the gateway's own TLS listener once it has one.
-foreground = yes
-pid =
-debug = notice
-
-[mqtts]
-accept = 0.0.0.0:%(mqtts)d
-connect = 127.0.0.1:%(mqtt)d
-cert = /etc/gw-tls/tls.crt
-key = /etc/gw-tls/tls.key
-sslVersionMin = TLSv1.2
-""" % {"mqtt": MQTT_PORT, "mqtts": MQTTS_PORT}
-
-
 def gateway_config(fl):
     return {
         "mqtt-listen": ["0.0.0.0:%d" % MQTT_PORT],
-        # Default route: publications (anonymous relay) and everything not
-        # matched below go straight to the SS.
+        # MQTT over TLS, terminated by the gateway itself. Certificate and key
+        # come from the TLS Secret mounted at /etc/gw-tls; SIGHUP reloads them
+        # (docs/operations.md, "TLS certificate rotation").
+        "mqtts-listen": ["0.0.0.0:%d" % MQTTS_PORT],
+        "tls-cert": "/etc/gw-tls/tls.crt",
+        "tls-key": "/etc/gw-tls/tls.key",
+        "tls-min-version": "1.2",
+        # /healthz, /readyz (probes), /metrics (Prometheus).
+        "http-listen": http_listen(),
+        # Default route: publications on topic roots the router does not
+        # link-route go straight to the SS (anonymous relay).
         "amqp-url": "amqp://%s:%d" % (SUBS, SERVICE_PORT),
         # The protocol's own addresses ($mqtt.lwtservice,
         # $mqtt.subscriptionservice, $mqtt.to.<id>.*, $mqtt.<id>.pubrel) go
-        # through the router, which link-routes them to the services.
-        "route": ["$mqtt.=amqp://%s:%d" % (ROUTER, ROUTER_PORT)],
+        # through the router, which link-routes them to the services; so do
+        # publications on the link-routed topic roots, on per-topic links
+        # (relay=never), because the router's anonymous relay ignores link routes.
+        "route": ["$mqtt.=amqp://%s:%d" % (ROUTER, ROUTER_PORT)] +
+                 ["%s=amqp://%s:%d;relay=never" % (root, ROUTER, ROUTER_PORT)
+                  for root in ROUTED_TOPIC_ROOTS],
+        "max-connections": GATEWAY_MAX_CONNECTIONS,
         # 0 would mean "cores of the node", not of the pod's CPU limit.
         "workers": fl.int_param("GATEWAY_WORKERS", 2),
         "connection-mode": "shared",
@@ -327,8 +390,7 @@ def gateway_objects(fl):
     if fl.openshift:
         # Unquote the integer parameter: "${{GATEWAY_WORKERS}}" -> ${GATEWAY_WORKERS}
         cfg_text = cfg_text.replace('"${{GATEWAY_WORKERS}}"', "${GATEWAY_WORKERS}")
-    cm = config_map(GATEWAY + "-config", GATEWAY,
-                    {"gateway.json": cfg_text, "mqtts.conf": STUNNEL_CONF})
+    cm = config_map(GATEWAY + "-config", GATEWAY, {"gateway.json": cfg_text})
     deployment = {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": meta(GATEWAY, GATEWAY),
@@ -339,7 +401,7 @@ def gateway_objects(fl):
             "strategy": {"type": "RollingUpdate",
                          "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 1}},
             "template": {
-                "metadata": {"labels": labels(GATEWAY)},
+                "metadata": {"labels": labels(GATEWAY), "annotations": scrape_annotations()},
                 "spec": {
                     "securityContext": fl.pod_security(),
                     # --shutdown-timeout (3s) plus margin.
@@ -353,44 +415,43 @@ def gateway_objects(fl):
                             },
                         }],
                     }},
-                    "containers": [
-                        {
-                            "name": GATEWAY,
-                            "image": fl.image(GATEWAY),
-                            "args": ["--config", "/etc/gw/gateway.json"],
-                            "env": [{
-                                # AMQP container id = pod name (router logs, qdstat -c).
-                                "name": "GW_CONTAINER_ID",
-                                "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
-                            }],
-                            "ports": [{"name": "mqtt", "containerPort": MQTT_PORT}],
-                            **tcp_probes("mqtt"),
-                            "resources": resources("500m", "256Mi", "2", "1Gi"),
-                            "securityContext": container_security(),
-                            "volumeMounts": [
-                                {"name": "config", "mountPath": "/etc/gw", "readOnly": True},
-                            ],
-                        },
-                        {
-                            "name": "tls-proxy",
-                            "image": fl.image("tls-proxy"),
-                            "args": ["/etc/gw/mqtts.conf"],
-                            "ports": [{"name": "mqtts", "containerPort": MQTTS_PORT}],
-                            **tcp_probes("mqtts"),
-                            "resources": resources("100m", "64Mi", "1", "256Mi"),
-                            "securityContext": container_security(),
-                            "volumeMounts": [
-                                {"name": "config", "mountPath": "/etc/gw", "readOnly": True},
-                                # Not below /etc/gw: a mount point cannot be created inside
-                                # the read-only ConfigMap volume.
-                                {"name": "tls", "mountPath": "/etc/gw-tls", "readOnly": True},
-                            ],
-                        },
-                    ],
+                    "containers": [{
+                        "name": GATEWAY,
+                        "image": fl.image(GATEWAY),
+                        "args": ["--config", "/etc/gw/gateway.json"],
+                        "env": [{
+                            # AMQP container id = pod name (router logs, qdstat -c).
+                            "name": "GW_CONTAINER_ID",
+                            "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
+                        }],
+                        "ports": [
+                            {"name": "mqtt", "containerPort": MQTT_PORT},
+                            {"name": "mqtts", "containerPort": MQTTS_PORT},
+                            {"name": "http", "containerPort": HTTP_PORT},
+                        ],
+                        **http_probes(),
+                        "resources": resources("500m", "512Mi", "2",
+                                               "%dMi" % GATEWAY_MEMORY_LIMIT_MIB),
+                        "securityContext": container_security(),
+                        "volumeMounts": [
+                            {"name": "config", "mountPath": "/etc/gw", "readOnly": True},
+                            # Not below /etc/gw: a mount point cannot be created inside
+                            # the read-only ConfigMap volume. Whole-volume mounts (no
+                            # subPath), so that a Secret update reaches the files.
+                            {"name": "tls", "mountPath": "/etc/gw-tls", "readOnly": True},
+                            {"name": "auth", "mountPath": AUTH_DIR, "readOnly": True},
+                            {"name": "acl", "mountPath": ACL_DIR, "readOnly": True},
+                        ],
+                    }],
                     "volumes": [
                         {"name": "config", "configMap": {"name": GATEWAY + "-config"}},
                         {"name": "tls", "secret": {"secretName": fl.param(
                             "TLS_SECRET_NAME", GATEWAY + "-tls")}},
+                        # Optional: empty directories while they do not exist.
+                        {"name": "auth", "secret": {"secretName": AUTH_SECRET,
+                                                    "optional": True}},
+                        {"name": "acl", "configMap": {"name": ACL_CONFIGMAP,
+                                                      "optional": True}},
                     ],
                 },
             },
@@ -430,8 +491,8 @@ def gateway_objects(fl):
                 "host": "${MQTT_HOSTNAME}",
                 "to": {"kind": "Service", "name": GATEWAY, "weight": 100},
                 "port": {"targetPort": "mqtts"},
-                # The router passes the TLS stream through by SNI; the pod
-                # (tls-proxy) terminates it. Clients connect to port 443.
+                # The router passes the TLS stream through by SNI; the
+                # gateway (--mqtts-listen) terminates it. Clients connect to 443.
                 "tls": {"termination": "passthrough",
                         "insecureEdgeTerminationPolicy": "None"},
                 "wildcardPolicy": "None",
@@ -450,6 +511,27 @@ def tls_secret_example():
         "stringData": {"tls.crt": "REPLACE-WITH-PEM-CERTIFICATE-CHAIN",
                        "tls.key": "REPLACE-WITH-PEM-PRIVATE-KEY"},
     }
+
+
+def auth_example():
+    """Shapes of the optional password Secret and ACL ConfigMap: placeholders
+    and an example ACL, never a real password hash."""
+    passwd = ("# Password file of mqtt-gateway (docs/security.md). Replace these\n"
+              "# comment lines with lines made by mqtt-passwd, e.g.\n"
+              "#   mqtt-passwd -c passwd device1 && kubectl create secret generic %s \\\n"
+              "#       --from-file=passwd=passwd\n" % AUTH_SECRET)
+    acl = ("# ACL file of mqtt-gateway (docs/security.md): an example.\n"
+           "pattern\n"
+           "topic write devices/%u/%c/up\n"
+           "topic read devices/%u/%c/down\n"
+           "topic read sensors/#\n"
+           "topic write sensors/%c/#\n")
+    secret = {
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": meta(AUTH_SECRET, GATEWAY),
+        "stringData": {"passwd": passwd},
+    }
+    return [secret, config_map(ACL_CONFIGMAP, GATEWAY, {"acl": acl})]
 
 
 # --- network policies ---------------------------------------------------------------
@@ -483,8 +565,15 @@ def network_policies():
             "podSelector": {"matchExpressions": [{
                 "key": "app.kubernetes.io/name", "operator": "In", "values": [WILL, SUBS]}]},
             "policyTypes": ["Ingress"],
-            "ingress": [{"from": [{"podSelector": {}}],
-                         "ports": [{"protocol": "TCP", "port": SERVICE_PORT}]}],
+            "ingress": [
+                {"from": [{"podSelector": {}}],
+                 "ports": [{"protocol": "TCP", "port": SERVICE_PORT}]},
+                # /metrics for Prometheus in any namespace (narrow the
+                # namespaceSelector to your monitoring namespace); kubelet
+                # probes come from the node and are not subject to this.
+                {"from": [{"namespaceSelector": {}}],
+                 "ports": [{"protocol": "TCP", "port": HTTP_PORT}]},
+            ],
         },
     }
     return [router, services]
@@ -509,7 +598,7 @@ def all_objects(fl):
 TEMPLATE_PARAMETERS = [
     {"name": "IMAGE_REGISTRY", "value": "image-registry.openshift-image-registry.svc:5000/mqtt-amqp",
      "description": "Registry and repository of the images built by containers/build.sh"},
-    {"name": "IMAGE_TAG", "value": VERSION, "description": "Tag of the four images"},
+    {"name": "IMAGE_TAG", "value": VERSION, "description": "Tag of the three images"},
     {"name": "ROUTER_IMAGE", "value": "quay.io/interconnectedcloud/qdrouterd:1.19.0",
      "description": "Qpid Dispatch Router 1.x image (runs qdrouterd -c <config>)"},
     {"name": "GATEWAY_REPLICAS", "value": "3", "description": "mqtt-gateway pods"},
@@ -530,13 +619,13 @@ def kustomization():
     return {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
-        # secret-tls.example.yaml is deliberately not listed: re-applying the
-        # kustomization must never overwrite the real certificate.
+        # secret-tls.example.yaml and auth.example.yaml are deliberately not
+        # listed: re-applying the kustomization must never overwrite the real
+        # certificate, passwords or ACL.
         "resources": ["router.yaml", "will-service.yaml", "subscription-service.yaml",
                       "gateway.yaml", "networkpolicy.yaml"],
         "images": [{"name": "localhost/mqtt-amqp/%s" % n, "newTag": VERSION}
-                   for n in ("mqtt-gateway", "will-service", "subscription-service",
-                             "tls-proxy")],
+                   for n in ("mqtt-gateway", "will-service", "subscription-service")],
     }
 
 
@@ -556,12 +645,18 @@ def dump(objs, header):
     text = yaml.dump_all(objs, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
                          width=100, explicit_start=True)
     out = []
+    env_indent = None
     for line in text.splitlines():
         stripped = line.lstrip()
-        if stripped.startswith("readinessProbe:"):
-            indent = line[: len(line) - len(stripped)]
-            out.extend(indent + "# " + t for t in HEALTH_TODO)
         out.append(line)
+        if stripped == "- name: GW_CONTAINER_ID":
+            env_indent = line[: len(line) - len(stripped)]
+        elif env_indent is not None and stripped == "fieldPath: metadata.name":
+            out.extend(env_indent + "# " + t for t in AUTH_ENV_EXAMPLE)
+            env_indent = None
+        elif stripped == "mountPath: /etc/gw-tls" and out[-2].lstrip() == "- name: tls":
+            indent = out[-2][: len(out[-2]) - len(out[-2].lstrip())]
+            out[-2:-2] = [indent + "# " + t for t in TLS_RELOAD_NOTE]
     return header + "\n".join(out) + "\n"
 
 
@@ -578,6 +673,7 @@ def render():
         files[os.path.join(K8S_DIR, name)] = dump(objs, HEADER)
     files[os.path.join(K8S_DIR, "kustomization.yaml")] = dump([kustomization()], HEADER)
     files[os.path.join(K8S_DIR, "secret-tls.example.yaml")] = dump([tls_secret_example()], HEADER)
+    files[os.path.join(K8S_DIR, "auth.example.yaml")] = dump(auth_example(), HEADER)
 
     os_objs = []
     for objs in all_objects(Flavor(openshift=True)).values():

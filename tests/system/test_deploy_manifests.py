@@ -11,8 +11,20 @@ refers to:
   real `<binary> --help`; a binary that is not built is skipped by name),
   with a value of the option's type; and each config, as mounted, is loaded
   by the real binary, which must come up and stop cleanly;
-- ports: Service targetPorts, containerPorts, listen flags, the router's
-  listeners, probes and the URLs between components agree;
+- ports: Service targetPorts, containerPorts, listen flags (MQTT, MQTT over
+  TLS, HTTP), the router's listeners, the HTTP probes, the Prometheus scrape
+  annotations and the URLs between components agree; publications on the
+  topic roots the router link-routes go there on per-topic links
+  (relay=never), everything else straight to the subscription-service;
+- the whole stack runs from the shipped configs (only addresses, paths and
+  certificates moved to tmp/loopback): paho over the gateway's own TLS
+  listener publishes and receives, the probes' endpoints answer, every metric
+  named in docs/operations.md is served, and a certificate replaced on disk
+  is served after SIGHUP;
+- the optional password/ACL mounts: the commented environment variables are
+  real options, their paths are the example objects' keys, and the examples
+  load in the real gateway; the memory limit fits max-connections times the
+  RSS per client measured in docs/performance.md;
 - qdrouterd.conf parses under the router's own rules and its link routes
   send every address of spec 2.2 (defaults read from core/src/spec/) to the
   right service - and router-local or anonymous traffic to none;
@@ -21,7 +33,6 @@ refers to:
   non-root user;
 - containers/entrypoint.sh really raises the open-files limit.
 """
-import configparser
 import copy
 import glob
 import json
@@ -35,6 +46,8 @@ import pytest
 
 import deploy_qdr
 import gwtest
+import svc_http
+from gw_tls_certs import Pki
 
 # python3-yaml: not in scripts/deps.sh yet; skip the module rather than break collection.
 yaml = pytest.importorskip("yaml")
@@ -171,7 +184,7 @@ def binary_options(image):
             m = re.match(r"^\s{6}(bool|int|duration|size|string|enum|list|path);(.*)$", line)
             if m and current:
                 opts[current]["type"] = m.group(1)
-                c = re.search(r"one of ([a-z0-9, -]+?)(;|$)", m.group(2))
+                c = re.search(r"one of ([a-z0-9., -]+?)(;|$)", m.group(2))
                 if c:
                     opts[current]["choices"] = [x.strip() for x in c.group(1).split(",")]
         assert {"config", "help"} <= set(opts), "unexpected --help format of %s" % path
@@ -201,6 +214,16 @@ def hostport(url_or_listen):
     m = re.fullmatch(r"(?:amqps?://)?([^:/]*):(\d+)", url_or_listen)
     assert m, "not HOST:PORT or amqp://HOST:PORT: %r" % url_or_listen
     return m.group(1), int(m.group(2))
+
+
+def parse_route(r):
+    """'PREFIX=URL[;k=v]...' (gateway --route) -> (prefix, url, {k: v})."""
+    prefix, _, rest = r.partition("=")
+    url, *opts = rest.split(";")
+    assert re.fullmatch(r"amqps?://[^\s=;]+", url), r
+    kv = dict(o.split("=", 1) for o in opts)
+    assert set(kv) <= {"address", "relay"} and kv.get("relay", "auto") in ("auto", "never"), r
+    return prefix, url, kv
 
 
 def router_conf():
@@ -270,7 +293,7 @@ def test_kustomization_lists_every_manifest_but_the_secret_example():
     with open(os.path.join(K8S, "kustomization.yaml")) as f:
         kust = yaml.safe_load(f)
     files = {f for f in os.listdir(K8S) if f.endswith(".yaml")} - {"kustomization.yaml"}
-    assert set(kust["resources"]) == files - {"secret-tls.example.yaml"}
+    assert set(kust["resources"]) == files - {"secret-tls.example.yaml", "auth.example.yaml"}
 
 
 def test_kustomize_builds():
@@ -341,10 +364,43 @@ def test_pods_are_unprivileged_and_bounded(flavor):
             assert sc["capabilities"]["drop"] == ["ALL"], where
             for k in ("requests", "limits"):
                 assert {"cpu", "memory"} <= set(c["resources"][k]), where
+            names = {p["name"] for p in c["ports"]} | {p["containerPort"] for p in c["ports"]}
             for probe in ("readinessProbe", "livenessProbe"):
-                port = c[probe]["tcpSocket"]["port"]
-                names = {p["name"] for p in c["ports"]} | {p["containerPort"] for p in c["ports"]}
-                assert port in names, "%s %s -> %r" % (where, probe, port)
+                if image_name(c["image"]) in BINARIES:
+                    # Our programs: HTTP probes on the named port "http".
+                    assert "tcpSocket" not in c[probe], where
+                    get = c[probe]["httpGet"]
+                    want = "/readyz" if probe == "readinessProbe" else "/healthz"
+                    assert (get["path"], get["port"]) == (want, "http"), (where, probe, get)
+                else:
+                    get = c[probe]["tcpSocket"]
+                assert get["port"] in names, "%s %s -> %r" % (where, probe, get["port"])
+
+
+@pytest.mark.parametrize("flavor", sorted(FLAVORS))
+def test_http_port_probes_and_scrape_annotations_agree(flavor):
+    """The named port "http" is the one --http-listen binds, and the
+    Prometheus annotations point at it."""
+    objs = FLAVORS[flavor]()
+    seen = set()
+    for w, pod, c, img in our_containers(objs):
+        seen.add(img)
+        cfg = json.loads(configmap_file(objs, c, pod, c["args"][c["args"].index("--config") + 1]))
+        (http,) = [p for p in c["ports"] if p["name"] == "http"]
+        assert hostport(cfg["http-listen"]) == ("0.0.0.0", http["containerPort"]), img
+        ann = w["spec"]["template"]["metadata"]["annotations"]
+        assert ann["prometheus.io/scrape"] == "true", img
+        assert int(ann["prometheus.io/port"]) == http["containerPort"], img
+        assert ann["prometheus.io/path"] == "/metrics", img
+        # /metrics is not published on a Service: scraped per pod.
+        for svc in by_kind(objs, "Service").values():
+            targets = [p.get("targetPort") for p in svc["spec"]["ports"]]
+            assert "http" not in targets and http["containerPort"] not in targets, svc
+    assert seen == set(BINARIES)
+    # The services' NetworkPolicy admits the scrape port.
+    pol = by_kind(objs, "NetworkPolicy")["mqtt-services"]
+    ports = {p["port"] for rule in pol["spec"]["ingress"] for p in rule["ports"]}
+    assert gen_manifests.HTTP_PORT in ports
 
 
 # --------------------------------------------------------------------------
@@ -434,8 +490,10 @@ def test_ports_and_urls_agree(flavor):
         cfgs[img] = json.loads(configmap_file(objs, c, pod,
                                               c["args"][c["args"].index("--config") + 1]))
         ports = {p["containerPort"] for p in c["ports"]}
-        listen = cfgs[img].get("mqtt-listen") or [cfgs[img]["listen"]]
-        assert {hostport(x)[1] for x in listen} == ports, img
+        cfg = cfgs[img]
+        listen = (cfg.get("mqtt-listen", []) + cfg.get("mqtts-listen", []) +
+                  ([cfg["listen"]] if "listen" in cfg else []) + [cfg["http-listen"]])
+        assert sorted(hostport(x)[1] for x in listen) == sorted(ports), img
 
     def target(url):
         host, port = hostport(url)
@@ -443,111 +501,480 @@ def test_ports_and_urls_agree(flavor):
         return w["metadata"]["name"], port
 
     gw, ws, ss = cfgs["mqtt-gateway"], cfgs["will-service"], cfgs["subscription-service"]
-    # Publications go straight to the SS (anonymous relay, see qdrouterd.conf).
+    # Publications not link-routed go straight to the SS (the anonymous relay
+    # of the router would not follow link routes, see qdrouterd.conf).
     assert target(gw["amqp-url"]) == ("subscription-service", 5672)
     assert target(ws["publish-url"]) == ("subscription-service", 5672)
+    table = deploy_qdr.LinkRouteTable(conf)
+    d = spec_defaults()
+    routed_roots = set()
     for r in gw["route"]:
-        prefix, url = r.split("=", 1)
-        assert re.fullmatch(r"amqps?://[^\s=]+", url), r
+        prefix, url, ropts = parse_route(r)
         name, port = target(url)
-        if name == "mqtt-router":
-            assert listeners[port].get("role", "normal") == "normal", r
+        if name != "mqtt-router":
+            continue
+        assert listeners[port].get("role", "normal") == "normal", r
+        if prefix.startswith("$mqtt."):
+            assert ropts == {}, r
+            continue
+        # A topic root through the router: per-topic links, and a link route
+        # ("in": the gateway sends) that takes them to the SS.
+        assert ropts.get("relay") == "never", "%s: the router's relay ignores link routes" % r
+        assert "address" not in ropts, r
+        for topic in (prefix + "x", prefix + "a/b/c"):
+            lr = table.lookup("in", topic)
+            assert lr and lr.get("containerId") == "subscription-service", (r, topic)
+        routed_roots.add(prefix)
+    # Conversely every topic link route of the router has its gateway route.
+    for s_, a, _ in conf:
+        if s_ == "linkRoute" and a["direction"] == "in" and not \
+                a.get("pattern", a.get("prefix", "")).startswith("$mqtt"):
+            root = a["pattern"][:-1] if a.get("pattern", "").endswith("/#") else None
+            assert root in routed_roots, "linkRoute %s has no gateway route" % a["name"]
+    assert routed_roots and not any(p.startswith(d["to_prefix"]) for p in routed_roots)
     for svc_cfg, cid in ((ws, "will-service"), (ss, "subscription-service")):
         name, port = target(svc_cfg["connect"])
         assert name == "mqtt-router" and listeners[port]["role"] == "route-container"
         assert svc_cfg["container-id"] == cid
 
 
-def test_tls_proxy_config():
-    objs = k8s_objects()
-    gw = by_kind(objs, "Deployment")["mqtt-gateway"]
-    pod = pod_spec(gw)
-    proxy = next(c for c in pod["containers"] if c["name"] == "tls-proxy")
-    gateway = next(c for c in pod["containers"] if c["name"] == "mqtt-gateway")
-    text = configmap_file(objs, proxy, pod, proxy["args"][0])
-    cp = configparser.ConfigParser(comment_prefixes=(";", "#"), empty_lines_in_values=False,
-                                   default_section="global-unused")
-    cp.read_string("[global]\n" + text)
-    assert cp["global"]["foreground"] == "yes" and cp["global"]["pid"] == ""
-    svc = cp["mqtts"]
-    assert hostport(svc["accept"])[1] == proxy["ports"][0]["containerPort"] == 8883
-    gw_cfg = json.loads(configmap_file(objs, gateway, pod, "/etc/gw/gateway.json"))
-    assert svc["connect"] == "127.0.0.1:%d" % hostport(gw_cfg["mqtt-listen"][0])[1]
-    secret_mount = next(m for m in proxy["volumeMounts"] if m["name"] == "tls")["mountPath"]
-    for key in ("cert", "key"):
-        assert os.path.dirname(svc[key]) == secret_mount
+def shipped(image, objs=None):
+    """(objs, pod, container, config text) of the container running image."""
+    objs = objs if objs is not None else k8s_objects()
+    (w, pod, c, _), = [x for x in our_containers(objs) if x[3] == image]
+    text = configmap_file(objs, c, pod, c["args"][c["args"].index("--config") + 1])
+    return objs, pod, c, text
+
+
+def mount_of(container, volume):
+    return next(m for m in container["volumeMounts"] if m["name"] == volume)["mountPath"]
+
+
+def gateway_tls_moved(text, container, directory, cert, key):
+    """The gateway's shipped config with its TLS files moved from the Secret
+    mount to directory, holding copies of cert and key."""
+    cfg = json.loads(text)
+    mount = mount_of(container, "tls")
+    for k, src in (("tls-cert", cert), ("tls-key", key)):
+        assert cfg[k].startswith(mount + "/"), k
+        cfg[k] = str(directory) + cfg[k][len(mount):]
+        shutil.copy(src, cfg[k])
+    return json.dumps(cfg)
+
+
+def test_gateway_tls_config():
+    """The gateway terminates TLS itself on 8883 with the certificate and key
+    of the TLS Secret, mounted as a whole volume (no subPath: a Secret update
+    must reach the files for the SIGHUP reload)."""
+    objs, pod, gateway, text = shipped("mqtt-gateway")
+    assert len(pod["containers"]) == 1, "no sidecar: the gateway has its own TLS listener"
+    cfg = json.loads(text)
+    (mqtts,) = [p for p in gateway["ports"] if p["name"] == "mqtts"]
+    assert [hostport(x)[1] for x in cfg["mqtts-listen"]] == [mqtts["containerPort"]] == [8883]
+    secret_mount = next(m for m in gateway["volumeMounts"] if m["name"] == "tls")
+    assert "subPath" not in secret_mount and secret_mount["readOnly"] is True
+    for key in ("tls-cert", "tls-key"):
+        assert os.path.dirname(cfg[key]) == secret_mount["mountPath"], key
+    assert cfg.get("tls-client-cert", "none") == "none" or cfg.get("tls-ca")
     secret = next(v for v in pod["volumes"] if v["name"] == "tls")["secret"]["secretName"]
     (example,) = load_yaml(os.path.join(K8S, "secret-tls.example.yaml"))
     assert example["metadata"]["name"] == secret
-    assert {os.path.basename(svc["cert"]), os.path.basename(svc["key"])} == \
+    assert {os.path.basename(cfg["tls-cert"]), os.path.basename(cfg["tls-key"])} == \
         set(example["stringData"])
     for value in example["stringData"].values():
         assert "-----BEGIN" not in value  # placeholders only, never a key
-    # OpenShift: the service CA fills the same secret name.
-    os_svc = by_kind(openshift_objects(), "Service")["mqtt-gateway"]
+    # OpenShift: the service CA fills the same secret name; the Route passes TLS through.
+    os_objs = openshift_objects()
+    os_svc = by_kind(os_objs, "Service")["mqtt-gateway"]
     assert os_svc["metadata"]["annotations"][
         "service.beta.openshift.io/serving-cert-secret-name"] == secret
+    os_pod = pod_spec(by_kind(os_objs, "Deployment")["mqtt-gateway"])
+    assert next(v for v in os_pod["volumes"] if v["name"] == "tls")["secret"]["secretName"] \
+        == secret
 
 
-def test_tls_proxy_forwards_mqtt_over_tls(procs, tmp_path):
-    """The shipped stunnel config, with only its addresses and certificate paths
-    moved to tmp: an MQTT client over TLS reaches the real gateway through it.
-    The gateway's AMQP side is down, so the gateway's own answer is CONNACK 3."""
-    stunnel = os.environ.get("GW_STUNNEL") or shutil.which("stunnel4")
-    if not stunnel:
-        pytest.skip("stunnel4 not installed (apt-get install stunnel4, or GW_STUNNEL=path)")
-    gw_bin = os.path.join(gwtest.BUILD, "gateway", "mqtt-gateway")
-    if not os.path.exists(gw_bin):
-        pytest.skip("gateway/mqtt-gateway not built (GW_BUILD_DIR=%s)" % gwtest.BUILD)
+def commented_env(path):
+    """[(name, value)] of the commented-out env entries in a generated file."""
+    with open(path) as f:
+        text = f.read()
+    return re.findall(r'^\s*# - name: (\w+)\n\s*#   value: "?([^"\n]*)"?$', text, re.M)
+
+
+@pytest.mark.parametrize("flavor", sorted(FLAVORS))
+def test_optional_auth_mounts_and_commented_env(flavor):
+    objs = FLAVORS[flavor]()
+    pod = pod_spec(by_kind(objs, "Deployment")["mqtt-gateway"])
+    (gateway,) = pod["containers"]
+    vols = {v["name"]: v for v in pod["volumes"]}
+    assert vols["auth"]["secret"]["optional"] is True
+    assert vols["acl"]["configMap"]["optional"] is True
+    examples = {(o["kind"], o["metadata"]["name"]): o
+                for o in load_yaml(os.path.join(K8S, "auth.example.yaml"))}
+    files = {}
+    for vol, kind, key in (("auth", "Secret", "secret"), ("acl", "ConfigMap", "configMap")):
+        src = vols[vol][key]
+        name = src.get("secretName") or src.get("name")
+        ex = examples[(kind, name)]
+        data = ex.get("stringData") or ex.get("data")
+        for k, v in data.items():
+            files[os.path.join(mount_of(gateway, vol), k)] = v
+    path = os.path.join(K8S, "gateway.yaml") if flavor == "kubernetes" else \
+        os.path.join(OPENSHIFT, "template.yaml")
+    env = dict(commented_env(path))
+    assert set(env) == {"GW_PASSWORD_FILE", "GW_ACL_FILE", "GW_ALLOW_ANONYMOUS"}, env
+    assert not {e["name"] for e in gateway.get("env", [])} & set(env)
+    opts = binary_options("mqtt-gateway")
+    for name, value in env.items():
+        opt = opts[name[3:].lower().replace("_", "-")]
+        if opt["type"] == "enum":
+            assert value in opt["choices"], (name, value)
+    assert {env["GW_PASSWORD_FILE"], env["GW_ACL_FILE"]} == set(files)
+    for value in files.values():
+        assert "pbkdf2" not in value and "-----BEGIN" not in value  # no real secret
+
+
+def test_auth_examples_load_in_the_gateway(procs, tmp_path):
+    """The example password file (plus one line made by mqtt-passwd, as the
+    comment says) and ACL, with the commented env switched on: anonymous
+    CONNECT gets 5, a wrong password 4, the right one passes authentication
+    (then 3: no AMQP peer here)."""
+    binary_options("mqtt-gateway")
+    passwd_tool = os.path.join(gwtest.BUILD, "tools", "mqtt-passwd")
+    if not os.path.exists(passwd_tool):
+        pytest.skip("tools/mqtt-passwd not built")
+    import paho.mqtt.client as mqtt
+    objs, pod, gateway, text = shipped("mqtt-gateway")
+    pki = Pki(tmp_path)
+    text = gateway_tls_moved(text, gateway, tmp_path, *pki.issue("s", "localhost", server=True))
+    ex = load_yaml(os.path.join(K8S, "auth.example.yaml"))
+    passwd = tmp_path / "passwd"
+    passwd.write_text(next(o for o in ex if o["kind"] == "Secret")["stringData"]["passwd"])
+    subprocess.run([passwd_tool, "-b", "-i", "1000", str(passwd), "device1", "s3cret"],
+                   check=True, capture_output=True, timeout=30)
+    acl = tmp_path / "acl"
+    acl.write_text(next(o for o in ex if o["kind"] == "ConfigMap")["data"]["acl"])
+    env = dict(commented_env(os.path.join(K8S, "gateway.yaml")))
+    env.update({"GW_PASSWORD_FILE": str(passwd), "GW_ACL_FILE": str(acl),
+                "GW_CONTAINER_ID": "mqtt-gateway-test-0"})
+    cfg = tmp_path / "gateway.json"
+    cfg.write_text(text)
+    port, closed = gwtest.free_port(), "amqp://127.0.0.1:%d" % gwtest.free_port()
+    gw = procs.start([gwtest.binary("gateway", "mqtt-gateway"), "--config", str(cfg),
+                      "--mqtt-listen", "127.0.0.1:%d" % port,
+                      "--mqtts-listen", "127.0.0.1:%d" % gwtest.free_port(),
+                      "--http-listen", "127.0.0.1:%d" % gwtest.free_port(),
+                      "--amqp-url", closed, "--route=$mqtt.=" + closed],
+                     "mqtt-gateway", ready_port=port, env=env)
+
+    def connack(user, password):
+        import threading
+        done, rc = threading.Event(), []
+        cl = mqtt.Client(client_id="auth-%s" % user)
+        if user:
+            cl.username_pw_set(user, password)
+        cl.on_connect = lambda c, u, f, r: (rc.append(r), done.set())
+        cl.on_disconnect = lambda c, u, r: done.set()
+        cl.connect("127.0.0.1", port, 10)
+        cl.loop_start()
+        try:
+            gwtest.wait_until(done.is_set, timeout=15, what="CONNACK for %s" % user)
+        finally:
+            cl.loop_stop()
+            cl.disconnect()
+        return rc[0] if rc else None
+
+    assert connack(None, None) == 5
+    assert connack("device1", "wrong") == 4
+    assert connack("device1", "s3cret") == 3
+    gw.stop()
+
+
+def test_gateway_memory_limit_fits_max_connections():
+    """max-connections x the RSS per client measured in docs/performance.md
+    (scenario 6, "ours") stays within 75 % of the gateway's memory limit."""
+    with open(os.path.join(REPO, "docs", "performance.md")) as f:
+        perf = f.read()
+    m = re.search(r"^\| 6 \| connect rate / RSS per client \| [0-9.,]+ conn/s / ([0-9.]+) KB",
+                  perf, re.M)
+    assert m, "docs/performance.md: scenario 6 row not found"
+    kib = float(m.group(1)) * 1000 / 1024
+    assert gen_manifests.RSS_PER_CONNECTION_KIB >= kib
+    units = {"Mi": 2 ** 20, "Gi": 2 ** 30}
+    for flavor in FLAVORS:
+        objs = FLAVORS[flavor]()
+        objs_, pod, gateway, text = shipped("mqtt-gateway", objs)
+        lim = gateway["resources"]["limits"]["memory"]
+        mm = re.fullmatch(r"(\d+)(Mi|Gi)", lim)
+        limit = int(mm.group(1)) * units[mm.group(2)]
+        maxc = json.loads(text)["max-connections"]
+        assert 0 < maxc and maxc * kib * 1024 <= 0.75 * limit, (flavor, maxc, lim)
+        # ... and below the router's sessions per gateway worker (router.md).
+        assert maxc / json.loads(text)["workers"] < 30000
+
+
+# --------------------------------------------------------------------------
+# the stack from the shipped configs
+
+
+def documented_metrics():
+    """{prefix: [metric names]} named in docs/operations.md, section 9."""
+    with open(os.path.join(REPO, "docs", "operations.md")) as f:
+        doc = f.read()
+    sec = doc[doc.index("## 9."):doc.index("## 10.")]
+    out = {}
+    # in the tables and in the example alert expressions
+    for n in re.findall(r"\b((?:mqtt_gateway|gw_will|gw_subs)_[a-z_]+)", sec):
+        n = re.sub(r"_(bucket|sum|count)$", "", n)  # histogram series -> family
+        out.setdefault(n.split("_")[0] + "_" + n.split("_")[1], set()).add(n)
+    return out
+
+
+def metric_families(text):
+    fams = set()
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            fams.add(line.split()[2])
+    return fams
+
+
+def http_status(port, path):
+    """Status of GET path, or None while nothing listens yet (the HTTP
+    endpoint has its own thread and may bind after the main listener)."""
+    import urllib.error
+    try:
+        return svc_http.get(port, path)[0]
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def _tls_ok(port, ca):
+    import socket
+    import ssl
+    ctx = ssl.create_default_context(cafile=ca)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost"):
+                return True
+    except ssl.SSLError:
+        return False
+
+
+def test_stack_over_tls_from_shipped_configs(procs, tmp_path):
+    """subscription-service, will-service and mqtt-gateway run from their
+    shipped ConfigMaps; only listen addresses (loopback, free ports), the
+    store paths, the TLS files' directory and the router (absent here: its
+    link routes are replaced by direct routes to the services, keeping the
+    routes' options) are changed. paho over the gateway's own TLS listener
+    (certificate made now, verified by the client) publishes on a routed
+    topic root (relay=never) and on another one, and receives both; the probe
+    endpoints answer 200 and every metric named in docs/operations.md is
+    served. Then the certificate is replaced on disk and, after SIGHUP, the
+    gateway serves the new one."""
+    for img in BINARIES:
+        binary_options(img)  # skips when not built
     import ssl
     import threading
     import paho.mqtt.client as mqtt
 
     objs = k8s_objects()
-    pod = pod_spec(by_kind(objs, "Deployment")["mqtt-gateway"])
-    proxy = next(c for c in pod["containers"] if c["name"] == "tls-proxy")
-    text = configmap_file(objs, proxy, pod, proxy["args"][0])
-    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True, timeout=60)
-    gw_port, tls_port = gwtest.free_port(), gwtest.free_port()
-    text = text.replace("0.0.0.0:8883", "127.0.0.1:%d" % tls_port)
-    text = text.replace("127.0.0.1:1883", "127.0.0.1:%d" % gw_port)
-    text = text.replace("/etc/gw-tls/", str(tmp_path) + "/")
-    assert str(cert) in text and str(key) in text and str(tls_port) in text
-    conf = tmp_path / "mqtts.conf"
-    conf.write_text(text)
-    procs.start([gw_bin, "--mqtt-listen", "127.0.0.1:%d" % gw_port, "--amqp-url",
-                 "amqp://127.0.0.1:%d" % gwtest.free_port()], "mqtt-gateway", ready_port=gw_port)
-    procs.start([stunnel, str(conf)], "stunnel", ready_port=tls_port)
+    pki = Pki(tmp_path)
+    cert, key = pki.issue("server", "localhost", server=True)
+    tls_dir = tmp_path / "gw-tls"
+    tls_dir.mkdir()
+    closed = "amqp://127.0.0.1:%d" % gwtest.free_port()  # no router here
+    # Ports are picked right before each start (a shorter window for another
+    # process to take them on this shared machine).
+    ports = {}
+    started = {}
+    for img in ("subscription-service", "will-service", "mqtt-gateway"):
+        _, pod, c, text = shipped(img, objs)
+        listen, http = ports[img] = (gwtest.free_port(), gwtest.free_port())
+        args = [gwtest.binary(*BINARIES[img][0])]
+        env = None
+        if img == "mqtt-gateway":
+            cfg = json.loads(gateway_tls_moved(text, c, tls_dir, cert, key))
+            tls_files = (cfg["tls-cert"], cfg["tls-key"])
+            ss = "amqp://127.0.0.1:%d" % ports["subscription-service"][0]
+            ws = "amqp://127.0.0.1:%d" % ports["will-service"][0]
+            routes = []
+            for r in cfg["route"]:
+                prefix, url, ropts = parse_route(r)
+                assert hostport(url)[0] == "mqtt-router", r
+                if prefix.startswith("$mqtt."):
+                    # what the link routes do: the will address to the WS, the rest to the SS
+                    routes += ["%s=%s" % (cfg["lwt-address"], ws), "%s=%s" % (prefix, ss)]
+                else:
+                    routes.append(";".join(["%s=%s" % (prefix, ss)] +
+                                           ["%s=%s" % kv for kv in sorted(ropts.items())]))
+            cfg["route"] = routes
+            mqtts = gwtest.free_port()
+            args += ["--mqtt-listen", "127.0.0.1:%d" % listen,
+                     "--mqtts-listen", "127.0.0.1:%d" % mqtts, "--amqp-url", ss]
+            env = {"GW_CONTAINER_ID": "mqtt-gateway-test-0"}
+            text = json.dumps(cfg)
+        else:
+            args += ["--listen", "127.0.0.1:%d" % listen, "--connect", closed,
+                     "--store", str(tmp_path / (img + ".db"))]
+            if img == "will-service":
+                args += ["--publish-url",
+                         "amqp://127.0.0.1:%d" % ports["subscription-service"][0]]
+        cfg_path = tmp_path / (img + ".json")
+        cfg_path.write_text(text)
+        args += ["--config", str(cfg_path), "--http-listen", "127.0.0.1:%d" % http]
+        started[img] = procs.start(args, img, ready_port=listen, env=env)
+    for img, (_, http) in ports.items():
+        gwtest.wait_until(lambda: http_status(http, "/readyz") == 200, timeout=20,
+                          what="%s /readyz" % img)
+        assert http_status(http, "/healthz") == 200, img
 
-    done, result = threading.Event(), {}
-    client = mqtt.Client(client_id="tls-check")
-    client.tls_set(ca_certs=str(cert), cert_reqs=ssl.CERT_REQUIRED,
+    def tls_client(cid):
+        cl = mqtt.Client(client_id=cid, clean_session=True)
+        cl.tls_set(ca_certs=pki.ca_cert, cert_reqs=ssl.CERT_REQUIRED,
                    tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        connected = threading.Event()
+        cl.on_connect = lambda c, u, f, rc: rc == 0 and connected.set()
+        cl.connect("localhost", mqtts, 30)
+        cl.loop_start()
+        gwtest.wait_until(connected.is_set, timeout=15, what="CONNACK 0 over TLS for " + cid)
+        return cl
 
-    def on_connect(cl, userdata, flags, rc):
-        result["rc"] = rc
-        done.set()
-    client.on_connect = on_connect
-    client.connect("localhost", tls_port, 10)
-    client.loop_start()
+    got, subscribed = [], threading.Event()
+    sub = tls_client("deploy-sub")
     try:
-        gwtest.wait_until(done.is_set, timeout=15, what="CONNACK through the TLS proxy")
+        sub.on_message = lambda c, u, m: got.append((m.topic, m.payload))
+        sub.on_subscribe = lambda c, u, mid, q: subscribed.set()
+        sub.subscribe([("sensors/#", 1), ("other/#", 1)])
+        gwtest.wait_until(subscribed.is_set, timeout=15, what="SUBACK")
+        pub = tls_client("deploy-pub")
+        try:
+            infos = [pub.publish("sensors/1/temp", b"21.5", qos=1),
+                     pub.publish("other/x", b"y", qos=1)]
+            for i in infos:
+                i.wait_for_publish()
+        finally:
+            pub.loop_stop()
+            pub.disconnect()
+        gwtest.wait_until(lambda: len(got) >= 2, timeout=15, what="both messages over TLS")
     finally:
-        client.loop_stop()
-        client.disconnect()
-    assert result["rc"] == 3  # server unavailable: the gateway answered, over TLS
+        sub.loop_stop()
+        sub.disconnect()
+    assert sorted(got) == [("other/x", b"y"), ("sensors/1/temp", b"21.5")]
+
+    # Metrics: the documented names exist; the traffic was counted.
+    doc = documented_metrics()
+    prefixes = {"mqtt-gateway": "mqtt_gateway", "will-service": "gw_will",
+                "subscription-service": "gw_subs"}
+    for img, (_, http) in ports.items():
+        status, text = svc_http.get(http, "/metrics")
+        assert status == 200, img
+        fams = metric_families(text)
+        want = doc.get(prefixes[img], set())
+        assert len(want) >= 5, "docs/operations.md names too few %s metrics" % img
+        assert want <= fams, "%s does not serve %s" % (img, sorted(want - fams))
+    m = svc_http.parse(svc_http.get(ports["mqtt-gateway"][1], "/metrics")[1])
+    assert sum(v for (n, lab), v in m.items() if n == "mqtt_gateway_messages_in_total") >= 2
+
+    # Certificate rotation: a new pair from another CA, renamed into place as
+    # the kubelet swaps a Secret volume; the new CA is refused until SIGHUP.
+    (tmp_path / "ca2").mkdir()
+    pki2 = Pki(tmp_path / "ca2", ca_name="gw-test-ca2")
+    cert2, key2 = pki2.issue("server2", "localhost", server=True)
+    assert _tls_ok(mqtts, pki.ca_cert) and not _tls_ok(mqtts, pki2.ca_cert)
+    for src, dst in ((cert2, tls_files[0]), (key2, tls_files[1])):
+        shutil.copy(src, dst + ".new")
+        os.replace(dst + ".new", dst)
+    assert not _tls_ok(mqtts, pki2.ca_cert)  # files alone change nothing
+    started["mqtt-gateway"].signal(__import__("signal").SIGHUP)
+    gwtest.wait_until(lambda: _tls_ok(mqtts, pki2.ca_cert), timeout=15,
+                      what="new certificate after SIGHUP")
+    assert not _tls_ok(mqtts, pki.ca_cert)
+    assert "SIGHUP: reloaded TLS certificates" in started["mqtt-gateway"].log()  # operations.md 11
+    for img in ("mqtt-gateway", "will-service", "subscription-service"):
+        started[img].stop()
+
+
+def test_gateway_attaches_through_the_router_are_all_link_routed(procs, tmp_path):
+    """The gateway from its shipped config, with the router replaced by a
+    recording AMQP peer that offers ANONYMOUS-RELAY as Dispatch always does,
+    and the subscription-service's direct address by another. Every link the
+    gateway attaches to the router has an address that qdrouterd.conf
+    link-routes to a service container (nothing would be message-routed and
+    released), including the publication on a routed topic root, which takes
+    a per-topic link (relay=never) instead of the relay; the publication on
+    another root takes the SS's relay directly."""
+    binary_options("mqtt-gateway")
+    import gw_mqtt_raw as R
+    from gw_amqp_peer import AmqpPeer
+    objs, pod, c, text = shipped("mqtt-gateway")
+    text = gateway_tls_moved(text, c, tmp_path, *Pki(tmp_path).issue("s", "localhost",
+                                                                     server=True))
+    cfg = json.loads(text)
+    router, ss = AmqpPeer(anonymous_relay=True).start(), AmqpPeer(anonymous_relay=True).start()
+    try:
+        routes = []
+        for r in cfg["route"]:
+            prefix, url, ropts = parse_route(r)
+            assert hostport(url)[0] == "mqtt-router", r
+            routes.append(";".join(["%s=amqp://127.0.0.1:%d" % (prefix, router.port)] +
+                                   ["%s=%s" % kv for kv in sorted(ropts.items())]))
+        assert hostport(cfg["amqp-url"])[0] == "subscription-service"
+        cfg["route"] = routes
+        cfg["amqp-url"] = "amqp://127.0.0.1:%d" % ss.port
+        cfg_path = tmp_path / "gateway.json"
+        cfg_path.write_text(json.dumps(cfg))
+        port, http = gwtest.free_port(), gwtest.free_port()
+        gw = procs.start([gwtest.binary("gateway", "mqtt-gateway"), "--config", str(cfg_path),
+                          "--mqtt-listen", "127.0.0.1:%d" % port,
+                          "--mqtts-listen", "127.0.0.1:%d" % gwtest.free_port(),
+                          "--http-listen", "127.0.0.1:%d" % http],
+                         "mqtt-gateway", ready_port=port,
+                         env={"GW_CONTAINER_ID": "mqtt-gateway-test-0"})
+        gwtest.wait_until(lambda: http_status(http, "/readyz") == 200, timeout=20,
+                          what="gateway /readyz")
+        cl = R.RawClient(port)
+        assert cl.connect("dev1", will=("devices/dev1/state", b"offline", 1, False)) == (0, 0)
+        cl.send(R.publish("sensors/1/temp", b"21.5", qos=1, pid=1))
+        assert R.pid_of(cl.expect(R.PUBACK)[1]) == 1
+        cl.send(R.publish("other/x", b"y", qos=1, pid=2))
+        assert R.pid_of(cl.expect(R.PUBACK)[1]) == 2
+        m = router.wait_msg(to="sensors/1/temp")
+        assert m["link_target"] == "sensors/1/temp"  # a per-topic link, not the relay
+        assert ss.wait_msg(to="other/x")["link_target"] is None  # direct, relay
+        assert not ss.msgs(to="sensors/1/temp") and not router.msgs(to="other/x")
+
+        table = deploy_qdr.LinkRouteTable(deploy_qdr.parse(router_conf()))
+        with router.lock:
+            links = list(router.links)
+        kinds = set()
+        for link in links:
+            direction, addr = ("in", link["target"]) if link["gateway_role"] == "sender" \
+                else ("out", link["source"])
+            lr = table.lookup(direction, addr)
+            assert lr is not None, "not link-routed: %s %s %r" % (link["name"], direction, addr)
+            assert lr["containerId"] in ("will-service", "subscription-service"), link
+            kinds.add((direction, lr["name"]))
+        # the will, control, both per-client receivers and the topic link were there
+        assert {("in", "will-in"), ("in", "subscription-control"),
+                ("out", "subscription-to-client"), ("in", "topics-sensors-in")} <= kinds, kinds
+        cl.send(R.DISCONNECT_PKT)
+        gw.stop()
+    finally:
+        procs.stop_all()
+        router.stop()
+        ss.stop()
 
 
 def _run_with_config(procs, tmp_path, image, cfg_text, extra, env=None):
     parts, _ = BINARIES[image]
     cfg_path = tmp_path / (image + ".json")
     cfg_path.write_text(cfg_text)
-    port = gwtest.free_port()
-    args = [gwtest.binary(*parts), "--config", str(cfg_path)] + extra(port)
+    port, http = gwtest.free_port(), gwtest.free_port()
+    args = [gwtest.binary(*parts), "--config", str(cfg_path),
+            "--http-listen", "127.0.0.1:%d" % http] + extra(port)
     p = procs.start(args, image, ready_port=port, env=env)
+    # Our own endpoint answering proves the port check did not see a stranger.
+    gwtest.wait_until(lambda: http_status(http, "/healthz") == 200, timeout=15,
+                      what="%s /healthz" % image)
     p.stop()
 
 
@@ -557,13 +984,15 @@ def test_binaries_accept_the_shipped_config(procs, tmp_path, image):
     network addresses and the store path are overridden by flags (loopback,
     free ports, tmp_path), so every other value is the shipped one."""
     binary_options(image)  # skips when not built
-    objs = k8s_objects()
-    (w, pod, c, _), = [x for x in our_containers(objs) if x[3] == image]
-    text = configmap_file(objs, c, pod, c["args"][c["args"].index("--config") + 1])
+    objs, pod, c, text = shipped(image)
     closed = "amqp://127.0.0.1:%d" % gwtest.free_port()  # nothing listens: refused at once
     if image == "mqtt-gateway":
+        text = gateway_tls_moved(text, c, tmp_path,
+                                 *Pki(tmp_path).issue("s", "localhost", server=True))
+
         def extra(port):
             return ["--mqtt-listen", "127.0.0.1:%d" % port, "--amqp-url", closed,
+                    "--mqtts-listen", "127.0.0.1:%d" % gwtest.free_port(),
                     "--route=$mqtt.=" + closed]
         env = {"GW_CONTAINER_ID": "mqtt-gateway-test-0"}
     else:
@@ -603,7 +1032,8 @@ def test_services_present_the_link_routes_container_id(procs, tmp_path, image):
     port = gwtest.free_port()
     args = [gwtest.binary(*BINARIES[image][0]), "--config", str(cfg_path),
             "--listen", "127.0.0.1:%d" % port, "--connect", "amqp://127.0.0.1:%d" % router_port,
-            "--store", str(tmp_path / "store.db")]
+            "--store", str(tmp_path / "store.db"),
+            "--http-listen", "127.0.0.1:%d" % gwtest.free_port()]
     if image == "will-service":
         args += ["--publish-url", "amqp://127.0.0.1:%d" % gwtest.free_port()]
     svc = procs.start(args, image, ready_port=port)
@@ -760,7 +1190,8 @@ def all_packages(stages, st):
 def test_containerfile_stages_and_users():
     stages = containerfile_stages()
     names = {s["name"]: s for s in stages}
-    finals = ["mqtt-gateway", "will-service", "subscription-service", "tls-proxy"]
+    finals = ["mqtt-gateway", "will-service", "subscription-service"]
+    assert "tls-proxy" not in names, "the gateway terminates TLS itself"
     assert set(finals) <= set(names)
     for s in stages:
         root = s
@@ -829,7 +1260,7 @@ def test_containerfile_packages_exist_in_debian_12():
         if 'VERSION_ID="12"' not in f.read():
             pytest.skip("not Debian 12")
     pkgs = sorted({p for s in containerfile_stages() for p in s["packages"]})
-    assert "libqpid-proton11" in pkgs and "stunnel4" in pkgs
+    assert "libqpid-proton11" in pkgs and "stunnel4" not in pkgs
     status = {p: _package_known(p) for p in pkgs}
     missing = [p for p, ok in status.items() if ok is False]
     assert not missing, "not in Debian 12: %s" % missing
