@@ -9,10 +9,11 @@ PKGS=(
   libcmocka-dev libmosquitto-dev
   python3-pytest python3-paho-mqtt python3-qpid-proton
   mosquitto mosquitto-clients sqlite3 openssl procps python3-yaml stunnel4
+  rabbitmq-server
 )
-# Extra packages only the benchmarks and the broker tests need.
+# Extra packages only the benchmarks need.
 if [ "${GW_DEPS_EXTRA:-}" = "1" ]; then
-  PKGS+=(rabbitmq-server valgrind)
+  PKGS+=(valgrind)
 fi
 
 missing=()
