@@ -177,6 +177,13 @@ static const gw_auth_acl_t *worker_acl(gw_worker_t *w)
 bool gw_auth_allowed(gw_client_t *c, const char *topic, size_t len, unsigned access,
                      bool is_filter)
 {
+    /* spec 2.5: topics and filters under the control addresses ($mqtt.
+     * by default) are reserved for everyone, ACL or not, so that no MQTT
+     * client can forge or read the gateway/service traffic. Same answer as
+     * an ACL denial: 0x80 for a filter, ack-and-drop for a PUBLISH,
+     * CONNACK 5 for a will. */
+    if (gw_spec_addr_reserved(&c->w->gw->addrs, topic, len))
+        return false;
     if (!c->w->gw->acl_on)
         return true; /* no ACL configured */
     const gw_auth_acl_t *acl = worker_acl(c->w);
@@ -198,8 +205,10 @@ void gw_auth_log_denied(gw_client_t *c, const char *what, const char *topic, siz
     uint64_t now = gw_now_ms();
     /* INFO, at most one line per second and worker (a flood must not flood the log). */
     if (now - w->acl_log_ms >= 1000 || w->acl_log_ms == 0) {
-        GW_LOG_INFO(GW_MOD, gw_client_name(c), "%s to \"%.*s\" denied by the ACL (user %s)%s", what,
-                    (int)(len > 200 ? 200 : len), topic, c->user ? c->user : "anonymous",
+        GW_LOG_INFO(GW_MOD, gw_client_name(c), "%s to \"%.*s\" denied by the %s (user %s)%s", what,
+                    (int)(len > 200 ? 200 : len), topic,
+                    gw_spec_addr_reserved(&c->w->gw->addrs, topic, len) ? "reserved-topic rule (spec 2.5)" : "ACL",
+                    c->user ? c->user : "anonymous",
                     w->acl_log_suppressed ? " (more denials not logged)" : "");
         w->acl_log_ms = now;
         w->acl_log_suppressed = 0;

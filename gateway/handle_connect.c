@@ -165,6 +165,12 @@ gw_err_t gw_handle_connect(gw_client_t *c, const gw_mqtt_connect_t *p)
         gw_connect_fail(c, GW_MQTT_CONNACK_ID_REJECTED, "empty client id with clean session 0");
         return GW_OK;
     }
+    if (gw_spec_addr_reserved(a, p->client_id.ptr, p->client_id.len)) {
+        /* spec 2.3: no link name derived from one client id may equal the
+         * will link name of another (MQTT-3.1.3-9 allows refusing ids). */
+        gw_connect_fail(c, GW_MQTT_CONNACK_ID_REJECTED, "client id starts with a reserved prefix");
+        return GW_OK;
+    }
     if (p->client_id.len > cfg->max_client_id_len) {
         gw_connect_fail(c, GW_MQTT_CONNACK_ID_REJECTED, "client id longer than max-client-id-len");
         return GW_OK;

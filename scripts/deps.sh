@@ -8,7 +8,7 @@ PKGS=(
   libqpid-proton11-dev libevent-dev libssl-dev libjansson-dev libsqlite3-dev
   libcmocka-dev libmosquitto-dev
   python3-pytest python3-paho-mqtt python3-qpid-proton
-  mosquitto mosquitto-clients sqlite3 openssl procps python3-yaml stunnel4
+  mosquitto mosquitto-clients sqlite3 openssl procps python3-yaml
   rabbitmq-server
 )
 # Extra packages only the benchmarks need.
