@@ -211,7 +211,8 @@ void gw_amqp_events_on_state(gw_amqp_conn_t *conn, gw_amqp_state_t state, const 
 {
     gw_dest_t *dest = ctx;
     gw_worker_t *w = dest->w;
-    const char *url = w->gw->routes.dest_urls[dest->index];
+    char url_buf[512]; /* logged: password redacted */
+    const char *url = gw_amqp_url_redact(w->gw->routes.dest_urls[dest->index], url_buf, sizeof url_buf);
 
     if (dest->owner) {
         on_client_conn_state(dest, state, cond, desc);

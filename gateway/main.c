@@ -213,8 +213,12 @@ int main(int argc, char **argv)
     }
     if (gw_metrics_start(&gw) != GW_OK)
         goto stop;
-    GW_LOG_INFO(GW_MOD, NULL, "mqtt-gateway started: %zu worker(s), %zu listener(s), amqp %s",
-                gw.nworkers, cfg.mqtt_listen.count, cfg.amqp_url);
+    {
+        char ub[512];
+        GW_LOG_INFO(GW_MOD, NULL, "mqtt-gateway started: %zu worker(s), %zu listener(s), amqp %s",
+                    gw.nworkers, cfg.mqtt_listen.count,
+                    gw_amqp_url_redact(cfg.amqp_url, ub, sizeof ub));
+    }
 
     for (;;) {
         int sig = 0;

@@ -274,7 +274,12 @@ gw_err_t gw_worker_init(gw_worker_t *w, gw_gateway_t *gw, size_t index)
         w->dests[d].conn = gw_amqp_connect(w->base, gw->routes.dest_urls[d], &o, &h, &w->dests[d],
                                            &err);
         if (!w->dests[d].conn) {
-            GW_LOG_ERROR(GW_MOD, NULL, "AMQP %s: %s", gw->routes.dest_urls[d], gw_err_str(err));
+            {
+                char ub[512];
+                GW_LOG_ERROR(GW_MOD, NULL, "AMQP %s: %s",
+                             gw_amqp_url_redact(gw->routes.dest_urls[d], ub, sizeof ub),
+                             gw_err_str(err));
+            }
             return err ? err : GW_ERR_AMQP;
         }
     }

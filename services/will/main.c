@@ -29,8 +29,10 @@ static void main_free(void *svc) { gw_will_service_free(svc); }
 static void main_log_ready(void *svc, const void *c)
 {
     const gw_will_config_t *cfg = c;
+    char ub[512];
     GW_LOG_INFO(WILL_MOD, NULL, "will-service ready listen-port=%u address=%s publish-url=%s",
-                (unsigned)gw_will_service_port(svc), cfg->address, cfg->publish_url);
+                (unsigned)gw_will_service_port(svc), cfg->address,
+                gw_amqp_url_redact(cfg->publish_url, ub, sizeof ub));
 }
 
 static const gw_svc_def_t main_def = {

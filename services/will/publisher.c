@@ -454,8 +454,9 @@ gw_err_t gw_will_publisher_new(struct event_base *base, const gw_will_config_t *
     gw_will_config_amqp_opts(cfg, false, &opts);
     pb->conn = gw_amqp_connect(base, cfg->publish_url, &opts, &handler, pb, &err);
     if (!pb->conn) {
-        GW_LOG_ERROR(PUB_MOD, NULL, "cannot connect to %s: %s", cfg->publish_url,
-                     gw_err_str(err));
+        char ub[512];
+        GW_LOG_ERROR(PUB_MOD, NULL, "cannot connect to %s: %s",
+                     gw_amqp_url_redact(cfg->publish_url, ub, sizeof ub), gw_err_str(err));
         if (err == GW_OK)
             err = GW_ERR_AMQP;
         goto cleanup;

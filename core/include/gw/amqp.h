@@ -169,6 +169,12 @@ const char *gw_amqp_conn_peer(const gw_amqp_conn_t *conn);
 const char *gw_amqp_conn_user(const gw_amqp_conn_t *conn);
 /** True if the peer offered the ANONYMOUS-RELAY capability in its open. */
 bool gw_amqp_conn_peer_has_anonymous_relay(const gw_amqp_conn_t *conn);
+/**
+ * Copy url into buf with the password of its user info replaced by "***"
+ * ("amqp://u:secret@h:5672" -> "amqp://u:***@h:5672"), for logs: secrets
+ * never go to a log line. Returns buf (truncated to cap, NUL-terminated).
+ */
+const char *gw_amqp_url_redact(const char *url, char *buf, size_t cap);
 /** Retrieve the gw_amqp_conn_t of a proton connection driven by this module (or NULL). */
 gw_amqp_conn_t *gw_amqp_conn_of(pn_connection_t *pn);
 

@@ -50,7 +50,7 @@ typedef struct gw_svc_config {
     char *tls_key_file;
     bool tls_verify_peer;
     char *sasl_mechs;
-    char *username; /* outgoing SASL PLAIN */
+    char *username; /* SASL PLAIN: outgoing, and the listener's one account */
     char *password;
     char *http_listen; /* HOST:PORT of /healthz /readyz /metrics; NULL = off */
     int log_level;     /* gw_log_level_t */
@@ -90,9 +90,10 @@ extern const char *const gw_svc_log_formats[]; /* "text", "json" */
     GW_CONFIG_STRING(st, member.sasl_mechs, "sasl-mechs", 256, NULL,                          \
                      "SASL mechanisms (space separated) allowed/offered"),                    \
     GW_CONFIG_STRING(st, member.username, "username", 256, NULL,                              \
-                     "outgoing SASL PLAIN user"),                                             \
+                     "SASL PLAIN user: ours when connecting; the account a listener "     \
+                     "offering PLAIN accepts"),                                             \
     GW_CONFIG_STRING(st, member.password, "password", 256, NULL,                              \
-                     "outgoing SASL PLAIN password"),                                         \
+                     "SASL PLAIN password (outgoing, and for the listener account)"),                                          \
     GW_CONFIG_STRING(st, member.http_listen, "http-listen", 300, NULL,                        \
                      "HOST:PORT of the HTTP endpoint /healthz /readyz /metrics (default: "    \
                      "off; port 0 = ephemeral)"),                                             \

@@ -152,6 +152,17 @@ static void gw_amqp_pn_log_sink(intptr_t ctx, pn_log_subsystem_t sub, pn_log_lev
     /* transport errors are logged once, with the condition, on PN_TRANSPORT_ERROR */
     if (sub == PN_SUBSYSTEM_AMQP && sev == PN_LEVEL_ERROR)
         lvl = GW_LOG_LEVEL_DEBUG;
+    /* Frame traces of sasl-init / sasl-response carry the SASL initial
+     * response, i.e. the PLAIN password: never let them reach a log. */
+    const char *sasl = strstr(msg, "@sasl-init");
+    if (sasl == NULL)
+        sasl = strstr(msg, "@sasl-response");
+    if (sasl != NULL) {
+        GW_LOG(lvl, "proton", c ? c->peer : NULL, "%s: %.*s%s [fields redacted]",
+               pn_logger_subsystem_name(sub), (int)(sasl - msg), msg,
+               strncmp(sasl, "@sasl-init", 10) == 0 ? "@sasl-init" : "@sasl-response");
+        return;
+    }
     GW_LOG(lvl, "proton", c ? c->peer : NULL, "%s: %s", pn_logger_subsystem_name(sub), msg);
 }
 

@@ -4,6 +4,8 @@
  */
 #include "amqp/amqp_internal.h"
 
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -184,4 +186,31 @@ uint64_t gw_amqp__random(void)
     s ^= s << 25;
     s ^= s >> 27;
     return s * 0x2545f4914f6cdd1dULL;
+}
+
+const char *gw_amqp_url_redact(const char *url, char *buf, size_t cap)
+{
+    const char *auth, *end, *at, *colon;
+    size_t n;
+
+    if (cap == 0)
+        return buf;
+    buf[0] = '\0';
+    if (url == NULL)
+        return buf;
+    auth = strstr(url, "://");
+    auth = auth ? auth + 3 : url;
+    end = auth + strcspn(auth, "/?#");
+    at = NULL;
+    for (const char *p = auth; p < end; p++)
+        if (*p == '@')
+            at = p; /* the last '@' ends the user info */
+    colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+    if (colon == NULL) {
+        snprintf(buf, cap, "%s", url);
+        return buf;
+    }
+    n = (size_t)(colon - url) + 1; /* through "user:" */
+    snprintf(buf, cap, "%.*s***%s", (int)(n > (size_t)INT32_MAX ? INT32_MAX : n), url, at);
+    return buf;
 }

@@ -63,13 +63,14 @@ void gw_svc_amqp_opts(const gw_svc_config_t *c, bool incoming, gw_amqp_opts_t *o
     o->tls_key_file = c->tls_key_file;
     o->tls_verify_peer = c->tls_verify_peer;
     o->idle_timeout_ms = (uint32_t)c->idle_timeout;
-    if (incoming) {
+    /* Outgoing: our PLAIN credentials. Listener offering PLAIN: the one
+     * account it accepts (verified in constant time by the AMQP module). */
+    o->username = c->username;
+    o->password = c->password;
+    if (incoming)
         o->tls = c->listen_tls;
-    } else {
-        o->username = c->username;
-        o->password = c->password;
+    else
         o->reconnect = true;
-    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -114,7 +115,9 @@ gw_amqp_conn_t *gw_svc_connect(struct event_base *base, const gw_svc_config_t *c
     }
     conn = gw_amqp_connect(base, c->connect, opts, handler, ctx, err);
     if (!conn) {
-        GW_LOG_ERROR(mod, NULL, "cannot connect to %s: %s", c->connect, gw_err_str(*err));
+        char ub[512];
+        GW_LOG_ERROR(mod, NULL, "cannot connect to %s: %s",
+                     gw_amqp_url_redact(c->connect, ub, sizeof ub), gw_err_str(*err));
         if (*err == GW_OK)
             *err = GW_ERR_AMQP;
     }
