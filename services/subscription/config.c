@@ -22,10 +22,18 @@ static const gw_config_opt_t subs_opts[] = {
     OPT_ENUM("store-sync", store_sync, "full", subs_sync_values,
              "full: an accepted message survives power loss (fsync per group commit); "
              "normal: survives a process crash only"),
-    OPT("max-queued-messages", GW_CFG_INT, max_queued_messages, 1, 65535, "1000",
-        "per session: most messages queued or in flight"),
-    OPT("max-queued-bytes", GW_CFG_SIZE, max_queued_bytes, 1024, (int64_t)1 << 40, "16M",
-        "per session: most payload bytes queued or in flight"),
+    OPT("max-queued-messages", GW_CFG_INT, max_queued_messages, 1, 1000000000, "1000000",
+        "offline persistent session: most messages queued (then --overflow-policy)"),
+    OPT("max-queued-bytes", GW_CFG_SIZE, max_queued_bytes, 1024, (int64_t)1 << 40, "256M",
+        "offline persistent session: most payload bytes queued (then --overflow-policy)"),
+    OPT("online-high-watermark", GW_CFG_INT, online_hwm, 2, 1000000000, "10000",
+        "online session queue above this many messages: publisher credit is withheld until "
+        "every online queue is at or below half of it (back-pressure, never a drop)"),
+    OPT("online-high-watermark-bytes", GW_CFG_SIZE, online_hwm_bytes, 2048, (int64_t)1 << 40,
+        "64M", "the same high watermark in payload bytes"),
+    OPT("backpressure-stall", GW_CFG_DURATION, bp_stall, 10, 3600000, "2s",
+        "no queue above the high watermark drained for this long (e.g. its client also "
+        "publishes and its gateway waits for credit): publisher credit is given back once"),
     OPT("queue-qos0", GW_CFG_BOOL, queue_qos0, 0, 0, "false",
         "queue QoS 0 messages for offline persistent sessions (default: drop them)"),
     OPT_ENUM("overflow-policy", overflow_policy, "drop-new", subs_overflow_values,

@@ -78,22 +78,125 @@ void subs_batch_commit(subs_service_t *svc)
         if (err != GW_OK) {
             /* Not durable: "not processed", the sender may retry (spec 3.11). */
             gw_amqp_settle(p->dlv, PN_RELEASED, NULL, NULL);
-            pn_link_flow(p->sl->link, 1);
+            subs_credit_return(svc, p->sl, 1);
         } else if (p->keep_open) {
             pn_delivery_update(p->dlv, PN_ACCEPTED);
             pn_delivery_set_context(p->dlv, &held_marker);
             if (pn_delivery_settled(p->dlv)) { /* the sender settled meanwhile */
                 pn_delivery_settle(p->dlv);
-                pn_link_flow(p->sl->link, 1);
+                subs_credit_return(svc, p->sl, 1);
             }
             gw_amqp_conn_flush(p->sl->sc->base.conn);
         } else {
             gw_amqp_settle(p->dlv, PN_ACCEPTED, NULL, NULL);
-            pn_link_flow(p->sl->link, 1);
+            subs_credit_return(svc, p->sl, 1);
         }
     }
     svc->npending = 0;
     svc->batch_msgs = 0;
+    /* Packet ids written in this batch are durable: those copies may go out. */
+    if (svc->nsyncwait)
+        subs_session_synced(svc);
+}
+
+/*
+ * Back-pressure (spec 6): credit on publisher links is given back one unit
+ * per settled delivery, except while an online session's queue is above
+ * its high watermark (svc->nover > 0): then it is owed, and all of it is
+ * given back when the last such queue has drained to the low watermark.
+ */
+void subs_credit_return(subs_service_t *svc, subs_link_t *sl, int n)
+{
+    if (sl->kind != SL_TOPIC || !svc->nover) {
+        pn_link_flow(sl->link, n);
+        return;
+    }
+    sl->owed += (uint32_t)n;
+    if (!sl->owing) {
+        sl->owing = true;
+        sl->oprev = NULL;
+        sl->onext = svc->owing;
+        if (svc->owing)
+            svc->owing->oprev = sl;
+        svc->owing = sl;
+    }
+}
+
+static void owing_remove(subs_service_t *svc, subs_link_t *sl)
+{
+    if (!sl->owing)
+        return;
+    if (sl->oprev)
+        sl->oprev->onext = sl->onext;
+    else
+        svc->owing = sl->onext;
+    if (sl->onext)
+        sl->onext->oprev = sl->oprev;
+    sl->owing = false;
+    sl->onext = sl->oprev = NULL;
+}
+
+/*
+ * A gateway that has no credit for a client stops reading that client's
+ * socket (spec 6.2 rule 1), PUBACKs included. If the client whose queue is
+ * above the mark also publishes, its queue cannot drain while its gateway
+ * waits for our credit: a deadlock. So when no queue above the mark has
+ * made progress for --backpressure-stall, the owed credit is given back
+ * once (each publisher link gets at most one credit window through per
+ * stall period; nothing is dropped, the queues grow by that much).
+ */
+static void stall_cb(evutil_socket_t fd, short what, void *arg)
+{
+    subs_service_t *svc = arg;
+    (void)fd;
+    (void)what;
+    if (!svc->nover || !svc->owing)
+        return;
+    int64_t now = subs_now_ms();
+    if (now - svc->bp_progress_ms < svc->cfg->bp_stall)
+        return;
+    svc->stall_leaks++;
+    svc->bp_progress_ms = now;
+    GW_LOG_WARN(SUBS_MOD, NULL,
+                "back-pressure: no progress of %zu queue(s) above the high watermark for "
+                "%lld ms: publisher credit given back once (%llu times so far)",
+                svc->nover, (long long)svc->cfg->bp_stall,
+                (unsigned long long)svc->stall_leaks);
+    while (svc->owing) {
+        subs_link_t *sl = svc->owing;
+        owing_remove(svc, sl);
+        uint32_t n = sl->owed;
+        sl->owed = 0;
+        if (n && sl->link && !(pn_link_state(sl->link) & PN_LOCAL_CLOSED)) {
+            pn_link_flow(sl->link, (int)n);
+            gw_amqp_conn_flush(sl->sc->base.conn);
+        }
+    }
+}
+
+void subs_backpressure_start(subs_service_t *svc)
+{
+    svc->bp_progress_ms = subs_now_ms();
+    int64_t period = svc->cfg->bp_stall / 4 ? svc->cfg->bp_stall / 4 : 1;
+    struct timeval tv = {.tv_sec = period / 1000, .tv_usec = (period % 1000) * 1000};
+    if (svc->stall_timer && !svc->stopping)
+        evtimer_add(svc->stall_timer, &tv);
+}
+
+void subs_credit_resume(subs_service_t *svc)
+{
+    if (svc->stall_timer)
+        evtimer_del(svc->stall_timer);
+    while (svc->owing) {
+        subs_link_t *sl = svc->owing;
+        owing_remove(svc, sl);
+        uint32_t n = sl->owed;
+        sl->owed = 0;
+        if (n && sl->link && !(pn_link_state(sl->link) & PN_LOCAL_CLOSED)) {
+            pn_link_flow(sl->link, (int)n);
+            gw_amqp_conn_flush(sl->sc->base.conn);
+        }
+    }
 }
 
 gw_err_t subs_defer_accept(subs_service_t *svc, subs_link_t *sl, pn_delivery_t *dlv,
@@ -180,6 +283,7 @@ static void link_lost(subs_service_t *svc, subs_link_t *sl)
         break;
     default:
         pending_purge(svc, sl);
+        owing_remove(svc, sl);
         break;
     }
     if (sl->link)
@@ -242,7 +346,7 @@ static void attach_incoming(subs_conn_t *sc, pn_link_t *link)
                                           : PN_RCV_FIRST);
     pn_link_set_max_message_size(link, (uint64_t)svc->cfg->max_message_size);
     pn_link_open(link);
-    pn_link_flow(link, (int)credit);
+    subs_credit_return(svc, sl, (int)credit);
 }
 
 /* The peer receives from us. */
@@ -372,7 +476,7 @@ static void publication(subs_service_t *svc, subs_link_t *sl, pn_delivery_t *dlv
             pn_delivery_settle(dlv);
         else
             gw_amqp_settle(dlv, PN_REJECTED, gw_err_amqp_condition(err), why);
-        pn_link_flow(sl->link, 1);
+        subs_credit_return(svc, sl, 1);
         return;
     }
     if (addr_reserved(svc, m.publish.topic.ptr)) {
@@ -381,20 +485,20 @@ static void publication(subs_service_t *svc, subs_link_t *sl, pn_delivery_t *dlv
             pn_delivery_settle(dlv);
         else
             gw_amqp_settle(dlv, PN_REJECTED, "amqp:not-found", "reserved topic");
-        pn_link_flow(sl->link, 1);
+        subs_credit_return(svc, sl, 1);
         return;
     }
     err = subs_fabric_publish(svc, &m.publish);
     gw_spec_msg_clear(&m);
     if (presettled) {
         pn_delivery_settle(dlv);
-        pn_link_flow(sl->link, 1);
+        subs_credit_return(svc, sl, 1);
         return;
     }
     if (err != GW_OK) {
         gw_amqp_settle(dlv, err == GW_ERR_NOMEM ? PN_RELEASED : PN_REJECTED,
                        err == GW_ERR_NOMEM ? NULL : "amqp:internal-error", gw_err_str(err));
-        pn_link_flow(sl->link, 1);
+        subs_credit_return(svc, sl, 1);
         return;
     }
     bool keep_open = pn_link_rcv_settle_mode(sl->link) == PN_RCV_SECOND;
@@ -409,7 +513,7 @@ static void publication(subs_service_t *svc, subs_link_t *sl, pn_delivery_t *dlv
         }
     }
     gw_amqp_settle(dlv, PN_ACCEPTED, NULL, NULL);
-    pn_link_flow(sl->link, 1);
+    subs_credit_return(svc, sl, 1);
 }
 
 static void incoming_delivery(subs_service_t *svc, subs_link_t *sl, pn_delivery_t *dlv)
@@ -421,7 +525,7 @@ static void incoming_delivery(subs_service_t *svc, subs_link_t *sl, pn_delivery_
         /* QoS 2: accepted earlier; the sender's settle ends it. */
         if (pn_delivery_settled(dlv)) {
             pn_delivery_settle(dlv);
-            pn_link_flow(link, 1);
+            subs_credit_return(svc, sl, 1);
         }
         return;
     }
@@ -431,7 +535,7 @@ static void incoming_delivery(subs_service_t *svc, subs_link_t *sl, pn_delivery_
         if (pn_link_current(link) == dlv)
             pn_link_advance(link);
         pn_delivery_settle(dlv);
-        pn_link_flow(link, 1);
+        subs_credit_return(svc, sl, 1);
         return;
     }
     size_t max = (size_t)svc->cfg->max_message_size;
@@ -452,7 +556,7 @@ static void incoming_delivery(subs_service_t *svc, subs_link_t *sl, pn_delivery_
             pn_delivery_settle(dlv);
         else
             gw_amqp_settle(dlv, PN_REJECTED, "amqp:link:message-size-exceeded", why);
-        pn_link_flow(link, 1);
+        subs_credit_return(svc, sl, 1);
         return;
     }
     if (pn_delivery_partial(dlv))
@@ -473,7 +577,7 @@ static void incoming_delivery(subs_service_t *svc, subs_link_t *sl, pn_delivery_
                            err == GW_ERR_LIMIT ? "amqp:link:message-size-exceeded"
                                                : gw_err_amqp_condition(err),
                            gw_err_str(err));
-        pn_link_flow(link, 1);
+        subs_credit_return(svc, sl, 1);
         return;
     }
     if (sl->kind == SL_TOPIC) {
@@ -483,7 +587,7 @@ static void incoming_delivery(subs_service_t *svc, subs_link_t *sl, pn_delivery_
         GW_SVC_INC(svc->malformed);
         GW_LOG_WARN(SUBS_MOD, pn_link_name(link), "pre-settled control message dropped");
         pn_delivery_settle(dlv);
-        pn_link_flow(link, 1);
+        subs_credit_return(svc, sl, 1);
     } else {
         subs_control_delivery(svc, sl, dlv);
     }
@@ -737,7 +841,9 @@ static gw_err_t load_queue(int64_t seq, const char *id, int64_t msg_id, uint8_t 
         else
             hi = mid;
     }
-    if (!s || lo >= ls->nmsgs || ls->ids[lo] != msg_id || (qos > 0 && !pkt_id))
+    /* A copy never sent has no packet id yet (given at its first transfer). */
+    if (!s || lo >= ls->nmsgs || ls->ids[lo] != msg_id ||
+        (qos > 0 && !pkt_id && state != GW_SUBS_Q_QUEUED))
         return GW_OK;
     ls->nqueued++;
     return subs_session_restore(ls->svc, s, ls->msgs[lo], seq, qos, pkt_id, retain, state);
@@ -787,8 +893,9 @@ gw_err_t subs_service_start(struct event_base *base, const subs_config_t *cfg,
     svc->out = pn_message();
     svc->commit_ev = event_new(base, -1, 0, commit_cb, svc);
     svc->sweep_timer = event_new(base, -1, EV_PERSIST, sweep_cb, svc);
+    svc->stall_timer = event_new(base, -1, EV_PERSIST, stall_cb, svc);
     if (!svc->buckets || !svc->rbuckets || !svc->index || !svc->in || !svc->out ||
-        !svc->commit_ev || !svc->sweep_timer) {
+        !svc->commit_ev || !svc->sweep_timer || !svc->stall_timer) {
         err = GW_ERR_NOMEM;
         goto cleanup;
     }
@@ -880,18 +987,22 @@ void subs_service_free(subs_service_t *svc)
         event_free(svc->commit_ev);
     if (svc->sweep_timer)
         event_free(svc->sweep_timer);
+    if (svc->stall_timer)
+        event_free(svc->stall_timer);
     if (svc->in)
         pn_message_free(svc->in);
     if (svc->out)
         pn_message_free(svc->out);
     free(svc->pending);
     free(svc->match);
+    free(svc->syncwait);
     GW_LOG_INFO(SUBS_MOD, NULL,
                 "stats published=%llu delivered=%llu dropped=%llu malformed=%llu stolen=%llu "
-                "commits=%llu",
+                "commits=%llu backpressure=%llu stall_leaks=%llu",
                 (unsigned long long)svc->published, (unsigned long long)svc->delivered,
                 (unsigned long long)svc->dropped, (unsigned long long)svc->malformed,
-                (unsigned long long)svc->stolen, (unsigned long long)svc->commits);
+                (unsigned long long)svc->stolen, (unsigned long long)svc->commits,
+                (unsigned long long)svc->throttles, (unsigned long long)svc->stall_leaks);
     gw_subs_store_close(svc->store);
     free(svc);
 }

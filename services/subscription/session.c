@@ -154,17 +154,34 @@ static gw_err_t pid_mark(subs_session_t *s, uint16_t pid)
 {
     if (!s->pid_map && !(s->pid_map = calloc(65536 / 8, 1)))
         return GW_ERR_NOMEM;
+    if (!(s->pid_map[pid >> 3] & (1u << (pid & 7))))
+        s->npids++;
     s->pid_map[pid >> 3] |= (uint8_t)(1u << (pid & 7));
     return GW_OK;
 }
 
 static void pid_free(subs_session_t *s, uint16_t pid)
 {
-    if (pid && s->pid_map)
+    if (pid && s->pid_map && (s->pid_map[pid >> 3] & (1u << (pid & 7)))) {
         s->pid_map[pid >> 3] &= (uint8_t)~(1u << (pid & 7));
+        s->npids--;
+    }
 }
 
-/* A packet id unique among the session's unacknowledged copies (1..65535). */
+/* An idle offline session keeps no 8 KiB map (an online one keeps it: a
+ * flow that empties its window now and then would allocate it again). */
+static void pid_map_trim(subs_session_t *s)
+{
+    if (s->pid_map && !s->npids && !s->out) {
+        free(s->pid_map);
+        s->pid_map = NULL;
+    }
+}
+
+/* A packet id unique among the session's unacknowledged copies (1..65535).
+ * Assigned when a copy is first transferred, so only copies in flight (at
+ * most the out link's credit) or released (QoS 2, waiting for PUBCOMP) hold
+ * one: the queue itself may be far longer than 65535. */
 static uint16_t pid_alloc(subs_session_t *s)
 {
     for (uint32_t i = 0; i < 65535; i++) {
@@ -193,6 +210,8 @@ static void q_append(subs_service_t *svc, subs_session_t *s, subs_qentry_t *e)
     s->qtail = e;
     s->qcount++;
     s->qbytes += e->msg->payload_len;
+    if (!s->over && s->out)
+        subs_session_watermark(svc, s);
 }
 
 /* Unlink and free e; durable: delete its store rows. */
@@ -211,6 +230,8 @@ static void q_remove(subs_service_t *svc, subs_session_t *s, subs_qentry_t *e, b
     GW_SVC_ADD(svc->m.queued, -1);
     GW_SVC_ADD(svc->m.queued_bytes, -(int64_t)e->msg->payload_len);
     pid_free(s, e->pkt_id);
+    if (e->unsynced)
+        s->nunsynced--;
     if (e->dlv) {
         pn_delivery_set_context(e->dlv, NULL);
         e->dlv = NULL;
@@ -229,6 +250,99 @@ static void q_remove(subs_service_t *svc, subs_session_t *s, subs_qentry_t *e, b
     }
     subs_msg_unref(svc, e->msg);
     free(e);
+    if (s->over) {
+        svc->bp_progress_ms = subs_now_ms(); /* it drains: not a stall */
+        subs_session_watermark(svc, s);
+    }
+    pid_map_trim(s);
+}
+
+/*
+ * Back-pressure (spec 6). An online session's queue is never cut short:
+ * when it passes the high watermark (--online-high-watermark messages or
+ * --online-high-watermark-bytes), credit stops being given back on every
+ * publisher link, until every online queue is at or below half of both
+ * marks. Publishers then wait for credit (a gateway stops reading their
+ * sockets) instead of being accepted and their message dropped.
+ */
+void subs_session_watermark(subs_service_t *svc, subs_session_t *s)
+{
+    const subs_config_t *c = svc->cfg;
+    if (!s->over) {
+        if (s->out && (s->qcount >= (size_t)c->online_hwm ||
+                       s->qbytes >= (size_t)c->online_hwm_bytes)) {
+            s->over = true;
+            if (svc->nover++ == 0) {
+                svc->throttles++;
+                subs_backpressure_start(svc);
+                GW_LOG_DEBUG(SUBS_MOD, s->id[0] ? s->id : "(native)",
+                             "queue %zu messages / %zu bytes above the high watermark: "
+                             "publisher credit withheld", s->qcount, s->qbytes);
+            }
+        }
+        return;
+    }
+    if (s->out && (s->qcount > (size_t)c->online_hwm / 2 ||
+                   s->qbytes > (size_t)c->online_hwm_bytes / 2))
+        return;
+    s->over = false;
+    if (--svc->nover == 0)
+        subs_credit_resume(svc);
+}
+
+static void syncwait_add(subs_service_t *svc, subs_session_t *s)
+{
+    if (s->syncwait)
+        return;
+    if (svc->nsyncwait == svc->capsyncwait) {
+        size_t cap = svc->capsyncwait ? svc->capsyncwait * 2 : 16;
+        subs_session_t **a = realloc(svc->syncwait, cap * sizeof *a);
+        if (!a)
+            return; /* sent at the next commit that finds room; the entry stays unsynced */
+        svc->syncwait = a;
+        svc->capsyncwait = cap;
+    }
+    svc->syncwait[svc->nsyncwait++] = s;
+    s->syncwait = true;
+}
+
+static void syncwait_remove(subs_service_t *svc, subs_session_t *s)
+{
+    if (!s->syncwait)
+        return;
+    for (size_t i = 0; i < svc->nsyncwait; i++)
+        if (svc->syncwait[i] == s)
+            svc->syncwait[i] = NULL;
+    s->syncwait = false;
+}
+
+void subs_session_synced(subs_service_t *svc)
+{
+    /* pump may add sessions again (their next packet ids): take the list. */
+    size_t n = svc->nsyncwait, cap = svc->capsyncwait;
+    subs_session_t **list = svc->syncwait;
+    svc->syncwait = NULL;
+    svc->nsyncwait = svc->capsyncwait = 0;
+    for (size_t i = 0; i < n; i++) {
+        subs_session_t *s = list[i];
+        if (!s)
+            continue;
+        s->syncwait = false;
+        for (subs_qentry_t *e = s->qhead; e && s->nunsynced; e = e->next)
+            if (e->unsynced) {
+                e->unsynced = false;
+                s->nunsynced--;
+            }
+    }
+    for (size_t i = 0; i < n; i++)
+        if (list[i] && !list[i]->syncwait)
+            subs_session_pump(svc, list[i]);
+    if (!svc->syncwait) { /* keep the array for the next commit */
+        svc->syncwait = list;
+        svc->capsyncwait = cap;
+    } else {
+        free(list);
+    }
 }
 
 static void drop_log(subs_service_t *svc, subs_session_t *s, int reason)
@@ -265,7 +379,9 @@ gw_err_t subs_session_enqueue(subs_service_t *svc, subs_session_t *s, subs_msg_t
     bool online = subs_session_online(s) || s->native;
     if (qos == 0 && !online && !svc->cfg->queue_qos0)
         return GW_OK; /* MQTT-3.1.2-5: QoS 0 MAY be dropped for offline clients */
-    while (q_full(svc, s, msg->payload_len)) {
+    /* The bound applies to offline sessions only: an online one is never
+     * cut short, back-pressure holds its publishers instead (spec 6). */
+    while (!online && q_full(svc, s, msg->payload_len)) {
         subs_qentry_t *victim = NULL;
         if (svc->cfg->overflow_policy == SUBS_OVERFLOW_DROP_OLDEST)
             for (victim = s->qhead; victim && (victim->dlv || victim->state != GW_SUBS_Q_QUEUED);
@@ -284,15 +400,7 @@ gw_err_t subs_session_enqueue(subs_service_t *svc, subs_session_t *s, subs_msg_t
     e->msg = msg;
     e->qos = qos;
     e->retain = retain;
-    e->state = GW_SUBS_Q_QUEUED;
-    if (qos > 0 && !s->native) {
-        e->pkt_id = pid_alloc(s);
-        if (!e->pkt_id) {
-            free(e);
-            drop_log(svc, s, SUBS_DROP_NO_PKT_ID);
-            return GW_OK;
-        }
-    }
+    e->state = GW_SUBS_Q_QUEUED; /* packet id: at the first transfer */
     /* Durable: the persistent session's copy must survive a crash before
      * the publisher hears `accepted` (spec 5.2 step 6). */
     if (s->persistent && !s->native && (qos > 0 || svc->cfg->queue_qos0)) {
@@ -305,7 +413,6 @@ gw_err_t subs_session_enqueue(subs_service_t *svc, subs_session_t *s, subs_msg_t
                                           retain, GW_SUBS_Q_QUEUED, &e->seq);
         subs_batch_touch(svc);
         if (err != GW_OK) {
-            pid_free(s, e->pkt_id);
             free(e);
             return err;
         }
@@ -333,6 +440,8 @@ gw_err_t subs_session_restore(subs_service_t *svc, subs_session_t *s, subs_msg_t
                                                     : GW_SUBS_Q_QUEUED);
     /* Sent before the restart: the next transfer is a redelivery (DUP). */
     e->dcount = e->state != GW_SUBS_Q_QUEUED ? 1 : 0;
+    /* A copy never sent may have no packet id (0): it gets one at its first
+     * transfer. Rows of older stores carry one from the enqueue: kept. */
     if (pkt_id && pid_mark(s, pkt_id) != GW_OK) {
         free(e);
         return GW_ERR_NOMEM;
@@ -372,6 +481,7 @@ void subs_session_clear(subs_service_t *svc, subs_session_t *s)
     subs_session_set_persistent(svc, s, false);
     free(s->pid_map);
     s->pid_map = NULL;
+    s->npids = 0;
     s->next_pid = 1;
 }
 
@@ -395,7 +505,11 @@ void subs_session_destroy(subs_service_t *svc, subs_session_t *s, bool durable)
     if (s->out)
         s->out->session = NULL;
     session_clear_subs(svc, s);
+    s->out = NULL;
     session_clear_queue(svc, s, durable);
+    if (s->over)
+        subs_session_watermark(svc, s); /* offline now: leaves the count */
+    syncwait_remove(svc, s);
     free(s->pid_map);
     free(s);
 }
@@ -521,10 +635,57 @@ void subs_session_pump(subs_service_t *svc, subs_session_t *s)
     if (!(pn_link_state(link) & PN_LOCAL_ACTIVE) || !(pn_link_state(link) & PN_REMOTE_ACTIVE))
         return;
     subs_qentry_t *e = s->qhead, *next;
-    for (; e && pn_link_credit(link) > 0; e = next) {
+    /* Copies whose packet id waits for the commit will use credit too. */
+    int budget = pn_link_credit(link) - (int)s->nunsynced;
+    bool hold = false; /* a copy ahead waits for the commit: keep the order */
+    for (; e && budget > 0; e = next) {
         next = e->next;
         if (e->dlv)
             continue;
+        if (e->unsynced) {
+            hold = true;
+            continue;
+        }
+        if (e->qos > 0 && !e->pkt_id && !s->native && e->state != GW_SUBS_Q_RELEASED) {
+            e->pkt_id = pid_alloc(s);
+            if (!e->pkt_id) {
+                /* 65535 in flight or released: cannot happen with a credit
+                 * window below that; nothing is dropped, delivery waits. */
+                GW_LOG_WARN(SUBS_MOD, s->id, "no free packet id: delivery paused");
+                break;
+            }
+            if (e->seq) {
+                /* The id and state `sent` join the batch: after a crash the
+                 * copy is resent with DUP and this same id. QoS 2 (exactly
+                 * once) waits for the commit before the transfer goes out.
+                 * QoS 1 goes out now: if the process dies before the commit
+                 * it is resent without DUP under a new id, which at least
+                 * once allows, and the drain does not wait for an fsync per
+                 * window. */
+                gw_err_t err = gw_subs_store_queue_sent(svc->store, e->seq, e->pkt_id,
+                                                        GW_SUBS_Q_SENT);
+                subs_batch_touch(svc);
+                if (err != GW_OK) {
+                    pid_free(s, e->pkt_id);
+                    e->pkt_id = 0;
+                    GW_LOG_WARN(SUBS_MOD, s->id, "cannot store packet id: %s",
+                                gw_err_str(err));
+                    break;
+                }
+                e->state = GW_SUBS_Q_SENT;
+                if (e->qos == 2) {
+                    e->unsynced = true;
+                    s->nunsynced++;
+                    syncwait_add(svc, s);
+                    budget--;
+                    hold = true;
+                    continue;
+                }
+            }
+        }
+        budget--;
+        if (hold)
+            continue; /* sent after the commit, behind the copies ahead of it */
         bool done;
         gw_err_t err = send_entry(svc, s, e, link, &done);
         if (err != GW_OK) {
@@ -550,6 +711,9 @@ void subs_session_out_lost(subs_service_t *svc, subs_session_t *s)
     }
     s->out = NULL;
     s->ready = s->native;
+    pid_map_trim(s);
+    if (s->over)
+        subs_session_watermark(svc, s); /* offline: no longer holds publishers */
 }
 
 void subs_session_outcome(subs_service_t *svc, subs_link_t *sl, pn_delivery_t *dlv)
@@ -588,7 +752,7 @@ void subs_session_outcome(subs_service_t *svc, subs_link_t *sl, pn_delivery_t *d
 
 gw_err_t subs_session_release(subs_service_t *svc, subs_session_t *s, uint64_t pkt_id)
 {
-    for (subs_qentry_t *e = s->qhead; e; e = e->next) {
+    for (subs_qentry_t *e = s->qhead; e && pkt_id; e = e->next) {
         if (e->pkt_id == pkt_id && e->qos == 2) {
             if (e->state == GW_SUBS_Q_RELEASED)
                 return GW_OK;

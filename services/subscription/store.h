@@ -67,6 +67,8 @@ gw_err_t gw_subs_store_queue_put(gw_subs_store_t *st, const char *id, int64_t ms
                                  uint8_t qos, uint16_t pkt_id, bool retain, int state,
                                  int64_t *seq);
 gw_err_t gw_subs_store_queue_state(gw_subs_store_t *st, int64_t seq, int state);
+/** Record the packet id given at a copy's first transfer, with its new state. */
+gw_err_t gw_subs_store_queue_sent(gw_subs_store_t *st, int64_t seq, uint16_t pkt_id, int state);
 gw_err_t gw_subs_store_queue_delete(gw_subs_store_t *st, int64_t seq);
 
 /* Recovery, each in a stable order (queue: by seq). A callback error stops the walk. */

@@ -28,6 +28,7 @@ enum {
     ST_MSG_DEL,
     ST_Q_PUT,
     ST_Q_STATE,
+    ST_Q_SENT,
     ST_Q_DEL,
     ST_L_SESSION,
     ST_L_SUB,
@@ -57,6 +58,7 @@ static const char *const store_sql[ST__N] = {
     [ST_Q_PUT] = "INSERT INTO queue(id, msg_id, qos, pkt_id, retain, state) "
                  "VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
     [ST_Q_STATE] = "UPDATE queue SET state = ?2 WHERE seq = ?1",
+    [ST_Q_SENT] = "UPDATE queue SET state = ?2, pkt_id = ?3 WHERE seq = ?1",
     [ST_Q_DEL] = "DELETE FROM queue WHERE seq = ?1",
     [ST_L_SESSION] = "SELECT id FROM sessions ORDER BY id",
     [ST_L_SUB] = "SELECT id, filter, qos FROM subs ORDER BY id, filter",
@@ -307,6 +309,14 @@ gw_err_t gw_subs_store_queue_state(gw_subs_store_t *s, int64_t seq, int state)
     sqlite3_bind_int64(s->st[ST_Q_STATE], 1, seq);
     sqlite3_bind_int(s->st[ST_Q_STATE], 2, state);
     return store_write(s, ST_Q_STATE);
+}
+
+gw_err_t gw_subs_store_queue_sent(gw_subs_store_t *s, int64_t seq, uint16_t pkt_id, int state)
+{
+    sqlite3_bind_int64(s->st[ST_Q_SENT], 1, seq);
+    sqlite3_bind_int(s->st[ST_Q_SENT], 2, state);
+    sqlite3_bind_int(s->st[ST_Q_SENT], 3, pkt_id);
+    return store_write(s, ST_Q_SENT);
 }
 
 gw_err_t gw_subs_store_queue_delete(gw_subs_store_t *s, int64_t seq)

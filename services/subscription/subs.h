@@ -52,6 +52,9 @@ typedef struct subs_config {
     char *to_prefix;
     char *pubrel_prefix;
     int64_t transient_timeout; /* ms: a transient session with no link attached is dropped */
+    int64_t online_hwm;        /* back-pressure: online queue high watermark (messages) */
+    int64_t online_hwm_bytes;  /* back-pressure: online queue high watermark (payload bytes) */
+    int64_t bp_stall;          /* ms without progress of a queue above the mark: give credit once */
 } subs_config_t;
 
 extern const gw_config_spec_t subs_config_spec;
@@ -82,6 +85,7 @@ typedef struct subs_qentry {
     uint8_t qos;      /* delivery QoS = min(published, granted) */
     bool retain;      /* sent because of a new subscription */
     uint8_t state;    /* GW_SUBS_Q_* */
+    bool unsynced;    /* packet id written to the open batch: send after its commit */
     uint32_t dcount;  /* transfers so far (delivery-count of the next one) */
     pn_delivery_t *dlv; /* in flight on the session's current out link */
 } subs_qentry_t;
@@ -109,6 +113,10 @@ typedef struct subs_link {
     subs_session_t *session; /* OUT_*: the session it serves (NULL once stolen) */
     char *topic;             /* SL_TOPIC: target address (NULL: anonymous relay) */
     char *client;            /* SL_PUBREL: client id */
+    /* SL_TOPIC under back-pressure: credit withheld, given back on resume. */
+    uint32_t owed;
+    bool owing;
+    struct subs_link *onext, *oprev; /* svc->owing list */
 } subs_link_t;
 
 struct subs_session {
@@ -127,8 +135,12 @@ struct subs_session {
     bool ready;        /* SUBSCRIPTIONS sent (or native): deliveries may flow */
     uint64_t match_gen;
     uint8_t match_qos;
-    uint8_t *pid_map;  /* 65536 bits, lazily allocated */
+    uint8_t *pid_map;  /* 65536 bits, allocated while a packet id is in use */
+    uint32_t npids;    /* packet ids in use */
     uint16_t next_pid;
+    uint32_t nunsynced; /* entries with unsynced set */
+    bool syncwait;     /* in svc->syncwait: pump after the next commit */
+    bool over;         /* online and above the high watermark: counted in svc->nover */
     uint64_t drops;
     int64_t orphan_ms; /* transient, no link attached: first seen so by the sweep (0 = no) */
     char id[];
@@ -189,6 +201,16 @@ struct subs_service {
     size_t nmatch, capmatch;
     uint64_t gen;
     bool stopping;
+    /* Back-pressure (spec 6): while nover > 0 no credit is given back on
+     * publisher (SL_TOPIC) links; what is owed waits on the owing list. */
+    size_t nover;
+    subs_link_t *owing;
+    uint64_t throttles, stall_leaks;
+    int64_t bp_progress_ms;    /* last progress of a queue above the mark */
+    struct event *stall_timer; /* runs while nover > 0 */
+    /* Sessions whose new packet ids wait for the batch commit. */
+    subs_session_t **syncwait;
+    size_t nsyncwait, capsyncwait;
     uint64_t drops_unlogged;
     int64_t last_drop_log_ms;
     /* counters (logged at exit) */
@@ -211,6 +233,12 @@ void subs_batch_touch(subs_service_t *svc);
 /** Commit the batch now and settle every delivery waiting for it. */
 void subs_batch_commit(subs_service_t *svc);
 /** Settle dlv accepted once the current batch is committed. */
+/** Give n units of credit back to sl, or owe them while back-pressure is on. */
+void subs_credit_return(subs_service_t *svc, subs_link_t *sl, int n);
+/** Back-pressure starts (nover went 0 -> 1): arm the stall timer. */
+void subs_backpressure_start(subs_service_t *svc);
+/** Back-pressure ended: give every owed credit back. */
+void subs_credit_resume(subs_service_t *svc);
 gw_err_t subs_defer_accept(subs_service_t *svc, subs_link_t *sl, pn_delivery_t *dlv,
                            bool keep_open);
 
@@ -241,6 +269,10 @@ void subs_session_outcome(subs_service_t *svc, subs_link_t *sl, pn_delivery_t *d
 /** AMQP_PUBREL for pkt_id: mark released (durably). */
 gw_err_t subs_session_release(subs_service_t *svc, subs_session_t *s, uint64_t pkt_id);
 bool subs_session_online(const subs_session_t *s);
+/** Re-evaluate s against the online high/low watermarks (back-pressure). */
+void subs_session_watermark(subs_service_t *svc, subs_session_t *s);
+/** The batch committed: packet ids written in it are durable; send. */
+void subs_session_synced(subs_service_t *svc);
 /** Set s->persistent, keeping the metrics in step. */
 void subs_session_set_persistent(subs_service_t *svc, subs_session_t *s, bool persistent);
 /** Drop transient sessions that have had no link attached for --transient-timeout. */

@@ -177,6 +177,29 @@ static void test_uncommitted_batch_is_lost_and_orphans_swept(void **state)
     assert_string_equal(s.text, "");
 }
 
+/* A copy is queued without a packet id; its id comes with its first
+ * transfer (state sent), durably, in the same batch. */
+static void test_packet_id_given_at_first_transfer(void **state)
+{
+    fixture_t *f = *state;
+    int64_t mid = 0, q = 0;
+    seen_t s;
+
+    assert_int_equal(gw_subs_store_session_put(f->st, "p"), GW_OK);
+    assert_int_equal(gw_subs_store_msg_put(f->st, "t", 1, "a", 1, 2, &mid), GW_OK);
+    assert_int_equal(gw_subs_store_queue_put(f->st, "p", mid, 2, 0, false, GW_SUBS_Q_QUEUED,
+                                             &q), GW_OK);
+    assert_int_equal(gw_subs_store_commit(f->st), GW_OK);
+    assert_int_equal(gw_subs_store_queue_sent(f->st, q, 4242, GW_SUBS_Q_SENT), GW_OK);
+    assert_int_equal(gw_subs_store_commit(f->st), GW_OK);
+    reopen(f);
+    load(f, &s);
+    char want[256];
+    snprintf(want, sizeof want, "S p;M %lld t a 2;Q %lld p %lld 2 4242 0 1;", (long long)mid,
+             (long long)q, (long long)mid);
+    assert_string_equal(s.text, want);
+}
+
 static void test_commit_without_batch_is_noop(void **state)
 {
     fixture_t *f = *state;
@@ -198,6 +221,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_roundtrip_after_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_uncommitted_batch_is_lost_and_orphans_swept, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_packet_id_given_at_first_transfer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_without_batch_is_noop, setup, teardown),
         cmocka_unit_test(test_open_bad_path),
     };
