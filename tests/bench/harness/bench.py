@@ -399,8 +399,6 @@ class Ours(System):
         try:
             self._start([subs, "--listen", f"127.0.0.1:{subs_port}",
                          "--store", os.path.join(w, "subscriptions.db"),
-                         # the largest per-session queue it allows (scenario 7)
-                         "--max-queued-messages", "65535",
                          "--log-level", level], "subscription-service", subs_port)
             self._start([will, "--listen", f"127.0.0.1:{will_port}",
                          "--store", os.path.join(w, "wills.db"),
