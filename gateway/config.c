@@ -106,6 +106,8 @@ static const gw_config_opt_t opts[] = {
      "IoT devices may connect without credentials and name tenant and device in their topics"},
     {"iot-gateway-map", GW_CFG_STRING, OFF(iot_gateway_map), 0, 4096, NULL, NULL,
      "file of `tenant gateway-device device|*` lines: devices that may act for others"},
+    {"iot-issuer-tenant-map", GW_CFG_STRING, OFF(iot_issuer_tenant_map), 0, 4096, NULL, NULL,
+     "file of `<issuer DN> <tenant>` lines: IoT client certificates of that issuer are device <CN> of <tenant>; reloaded on SIGHUP"},
     {"iot-max-tenants", GW_CFG_INT, OFF(iot_max_tenants), 1, 100000, "1000", NULL,
      "tenants with their own label in the IoT metrics (per worker); the rest count as \"other\""},
     {"iot-tenant-max-connections", GW_CFG_INT, OFF(iot_tenant_max_connections), 0, 100000000, "0",

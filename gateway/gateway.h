@@ -93,6 +93,7 @@ typedef struct gw_gateway_config {
     gw_config_list_t iots_listen; /* same over TLS (--tls-* settings) */
     bool iot_allow_unauthenticated;
     char *iot_gateway_map;        /* lines `tenant gateway-device device|*`; NULL = none */
+    char *iot_issuer_tenant_map;  /* lines `<issuer DN> <tenant>`; NULL = none (reloaded on SIGHUP) */
     int64_t iot_max_tenants;      /* tenants with their own metrics labels, then "other" */
     int64_t iot_tenant_max_connections; /* per tenant and worker; 0 = unlimited */
     int64_t iot_tenant_rate;      /* telemetry/event messages/s per tenant and worker; 0 = off */
@@ -164,6 +165,11 @@ void gw_registry_release(gw_registry_t *reg, const char *id, size_t len, uint64_
 typedef struct gw_worker gw_worker_t;
 typedef struct gw_client gw_client_t;
 
+/* One --iot-gateway-map line (iot.c); device "*" = every device. Owned. */
+typedef struct gw_iot_gwrule {
+    char *tenant, *gateway, *device;
+} gw_iot_gwrule_t;
+
 typedef struct gw_gateway {
     const gw_gateway_config_t *cfg;
     gw_spec_addrs_t addrs;
@@ -188,6 +194,10 @@ typedef struct gw_gateway {
     atomic_uint_fast64_t next_serial;
     gw_hono_gateways_t *iot_gateways; /* --iot-gateway-map (read-only after start), NULL = none */
     gw_hono_policy_t iot_policy;
+    struct gw_iot_gwrule *iot_gwrules; /* --iot-gateway-map lines, for '+' subscriptions */
+    size_t iot_ngwrules;
+    /* --iot-issuer-tenant-map (iot.c): swapped on SIGHUP under auth_mu */
+    gw_auth_certmap_t *iot_certmap; /* NULL = no map configured */
 } gw_gateway_t;
 
 /* One AMQP destination (URL) as seen by one worker (shared mode). */
@@ -378,6 +388,7 @@ enum {
 typedef struct gw_out_msg {
     pn_delivery_t *dlv;    /* AMQP delivery settled when the client completes */
     uint64_t amqp_id;      /* message-id for AMQP_PUBREL */
+    void *owner;           /* IoT command: its receiver (gw_glink_t); NULL = publish link */
     uint16_t pid;
     uint8_t qos;
     uint8_t state;
@@ -570,6 +581,17 @@ void gw_iot_teardown(gw_gateway_t *gw);
 void gw_iot_worker_cleanup(gw_worker_t *w);
 /** CONNECT of an IoT client once authenticated: identity; false = refused (*rc, *why). */
 bool gw_iot_connect(gw_client_t *c, uint8_t *rc, const char **why);
+/** True when --iot-issuer-tenant-map is configured (constant after start). */
+bool gw_iot_issuer_map_on(const gw_gateway_t *gw);
+/**
+ * User name "<ident>@<tenant>" (malloc'd into *out, length *outlen) for a
+ * verified device certificate whose issuer the map names. GW_ERR_NOT_FOUND:
+ * issuer not in the map; GW_ERR_NOMEM. Takes auth_mu.
+ */
+gw_err_t gw_iot_cert_user(gw_gateway_t *gw, X509 *cert, const char *ident, size_t ilen,
+                          char **out, size_t *outlen);
+/** SIGHUP: load --iot-issuer-tenant-map again (the old map is kept on error). */
+void gw_iot_reload(gw_gateway_t *gw);
 gw_err_t gw_iot_publish(gw_client_t *c, const gw_mqtt_publish_t *p);
 gw_err_t gw_iot_subscribe(gw_client_t *c, const gw_mqtt_subscribe_t *p);
 gw_err_t gw_iot_unsubscribe(gw_client_t *c, const gw_mqtt_unsubscribe_t *p);
@@ -578,6 +600,8 @@ void gw_iot_on_command(gw_client_t *c, gw_glink_t *gl, pn_delivery_t *dlv);
 void gw_iot_on_flow(gw_client_t *c);
 /** Client closing: detach command links, ttd=0 notifications, free IoT state. */
 void gw_iot_close(gw_client_t *c);
+/** PUBACK of a QoS 1 command (outbound.c): settle accepted, one credit back. */
+void gw_iot_on_puback(gw_client_t *c, pn_delivery_t *dlv, void *owner);
 /** Drop proton pointers of destination d (connection DOWN). */
 void gw_iot_forget_dest(gw_client_t *c, size_t d);
 /** Per-tenant IoT metrics, summed over the workers (metrics.c collect). */
@@ -605,6 +629,19 @@ void gw_outbound_on_pubrel_outcome(gw_client_t *c, pn_delivery_t *dlv);
 /** Send AMQP_PUBRELs waiting for credit on $mqtt.<id>.pubrel. */
 void gw_outbound_send_pending_pubrels(gw_client_t *c);
 void gw_outbound_free(gw_client_t *c);
+/**
+ * IoT commands at QoS 1 (iot.c): track dlv, left unsettled, as waiting for
+ * PUBACK of a new packet id (*pid). owner = the command receiver's glink.
+ * GW_ERR_LIMIT (no packet id free), GW_ERR_NOMEM.
+ */
+gw_err_t gw_outbound_track(gw_client_t *c, pn_delivery_t *dlv, void *owner, uint16_t *pid);
+/** Forget the tracked delivery of pid (not settled). */
+void gw_outbound_untrack(gw_client_t *c, uint16_t pid);
+/**
+ * Forget every tracked delivery of owner: settled with outcome first when
+ * outcome != 0 (0: the link is gone, the delivery must not be touched).
+ */
+void gw_outbound_drop_owner(gw_client_t *c, void *owner, uint64_t outcome);
 /** A free packet id: preferred if it is 1..65535 and free, else the next free one (0 if none). */
 uint16_t gw_pktid_take(gw_client_t *c, uint64_t preferred, bool has_preferred);
 void gw_pktid_release(gw_client_t *c, uint16_t pid);

@@ -213,8 +213,35 @@ gw_err_t gw_handle_connect(gw_client_t *c, const gw_mqtt_connect_t *p)
     if (c->lst_kind == GW_LST_TLS && cfg->tls_client_cert != GW_TLS_CLIENT_CERT_NONE) {
         char ident[GW_AUTH_USER_MAX + 1];
         size_t ilen = 0;
-        if (gw_tls_peer_identity(bufferevent_openssl_get_ssl(c->bev), cfg->cert_identity_field,
-                                 ident, sizeof(ident), &ilen) == GW_OK) {
+        SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+        gw_err_t ierr =
+            gw_tls_peer_identity(ssl, cfg->cert_identity_field, ident, sizeof(ident), &ilen);
+        if (ierr == GW_OK && c->iot && gw_iot_issuer_map_on(w->gw)) {
+            /* IoT: the issuer names the tenant, the identity is the device
+             * id (docs/iot-mode.md). An issuer not in the map is refused. */
+            char *full = NULL;
+            size_t flen = 0;
+            gw_err_t merr = gw_iot_cert_user(w->gw, gw_tls_peer_cert(ssl), ident, ilen, &full,
+                                             &flen);
+            if (merr == GW_ERR_NOMEM)
+                return GW_ERR_NOMEM;
+            if (merr != GW_OK) {
+                gw_connect_fail(c, GW_MQTT_CONNACK_NOT_AUTHORIZED,
+                                "client certificate issuer not in --iot-issuer-tenant-map");
+                return GW_OK;
+            }
+            if (c->user && !(c->user_len == ilen && memcmp(c->user, ident, ilen) == 0) &&
+                !(c->user_len == flen && memcmp(c->user, full, flen) == 0)) {
+                free(full);
+                gw_connect_fail(c, GW_MQTT_CONNACK_NOT_AUTHORIZED,
+                                "user name does not match the client certificate");
+                return GW_OK;
+            }
+            free(c->user);
+            c->user = full;
+            c->user_len = flen;
+            cert_auth = true;
+        } else if (ierr == GW_OK) {
             if (c->user && (c->user_len != ilen || memcmp(c->user, ident, ilen) != 0)) {
                 gw_connect_fail(c, GW_MQTT_CONNACK_NOT_AUTHORIZED,
                                 "user name does not match the client certificate");

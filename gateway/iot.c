@@ -12,7 +12,11 @@
  *  SUBSCRIBE command///req/# (and spellings) -> receiver on
  *      command/<tenant>/<device> + ttd=-1 on event/<tenant>; UNSUBSCRIBE and
  *      disconnect -> detach + ttd=0.
- *  Commands -> PUBLISH command///req/<req-id>/<name> at QoS 0.
+ *  Commands -> PUBLISH command///req/<req-id>/<name> at the granted QoS;
+ *      QoS 1: delivery settled accepted on PUBACK (outbound.c in-flight
+ *      table), modified if the device goes first. Gateways' `+` filters:
+ *      one receiver per device listed in --iot-gateway-map.
+ *  Client certificates: --iot-issuer-tenant-map, issuer DN -> tenant.
  *
  * No Subscription Service and no Will Service: no session, no will.
  * Everything runs on the client's worker thread; the per-tenant counters
@@ -31,6 +35,7 @@
 #define GW_IOT_REQ_TTL_MS 60000u    /* a response must come within this */
 #define GW_IOT_CMD_CREDIT 16        /* commands in flight per command link */
 #define GW_IOT_CMD_MAX_SIZE (1u << 20)
+#define GW_IOT_MAX_GW_DEVICES 1024  /* receivers one '+' subscription may open */
 
 /* ------------------------------------------------------------------ */
 /* Per-tenant counters                                                 */
@@ -287,10 +292,159 @@ static gw_err_t load_gateway_map(gw_gateway_t *gw, const char *path, char *why, 
             err = GW_ERR_CONFIG;
             goto cleanup;
         }
+        /* Kept for '+' subscriptions, which need the listed devices. */
+        if (gw->iot_ngwrules % 64 == 0) {
+            gw_iot_gwrule_t *nr =
+                realloc(gw->iot_gwrules, (gw->iot_ngwrules + 64) * sizeof(*nr));
+            if (!nr) {
+                err = GW_ERR_NOMEM;
+                goto cleanup;
+            }
+            gw->iot_gwrules = nr;
+        }
+        gw_iot_gwrule_t *r = &gw->iot_gwrules[gw->iot_ngwrules];
+        r->tenant = strdup(t);
+        r->gateway = strdup(g);
+        r->device = strdup(d);
+        gw->iot_ngwrules++; /* counted first: teardown frees partial entries */
+        if (!r->tenant || !r->gateway || !r->device) {
+            err = GW_ERR_NOMEM;
+            goto cleanup;
+        }
     }
 cleanup:
     fclose(f);
     return err;
+}
+
+/* --iot-issuer-tenant-map: lines `<issuer DN> <tenant>` (the tenant is the
+ * last word: DNs hold spaces, tenants cannot). Rewritten line for line into
+ * gw_auth_certmap's `<tenant> <issuer DN>` form so that its parser (UTF-8,
+ * tenant syntax, duplicates, line numbers) and its lookup are reused. */
+#define GW_IOT_ISSUER_MAP_MAX (1u << 20)
+
+static gw_err_t load_issuer_map(const char *path, gw_auth_certmap_t **out, char *why,
+                                size_t whylen)
+{
+    char eb[GW_AUTH_ERRBUF] = "";
+    char *text = NULL, *conv = NULL;
+    size_t len = 0, o = 0;
+    gw_err_t err = GW_ERR_CONFIG;
+    FILE *f = fopen(path, "r");
+
+    *out = NULL;
+    if (!f) {
+        snprintf(why, whylen, "--iot-issuer-tenant-map %s: cannot open", path);
+        return GW_ERR_CONFIG;
+    }
+    /* Bounded before allocating: the file is read into a buffer of the cap. */
+    text = malloc(GW_IOT_ISSUER_MAP_MAX + 1);
+    if (!text) {
+        err = GW_ERR_NOMEM;
+        goto cleanup;
+    }
+    len = fread(text, 1, GW_IOT_ISSUER_MAP_MAX + 1, f);
+    if (ferror(f) || len > GW_IOT_ISSUER_MAP_MAX) {
+        snprintf(why, whylen, "--iot-issuer-tenant-map %s: %s", path,
+                 ferror(f) ? "read error" : "file too large");
+        goto cleanup;
+    }
+    conv = malloc(len + 2);
+    if (!conv) {
+        err = GW_ERR_NOMEM;
+        goto cleanup;
+    }
+    for (size_t ls = 0; ls < len;) {
+        const char *nl = memchr(text + ls, '\n', len - ls);
+        size_t le = nl ? (size_t)(nl - text) : len, b = ls, e = le;
+        while (b < e && (text[b] == ' ' || text[b] == '\t'))
+            b++;
+        while (e > b && (text[e - 1] == ' ' || text[e - 1] == '\t' || text[e - 1] == '\r'))
+            e--;
+        if (b < e && text[b] != '#') {
+            size_t sp = e;
+            while (sp > b && text[sp - 1] != ' ' && text[sp - 1] != '\t')
+                sp--;
+            /* A tenant with '=' or ',' is the end of a DN: the tenant is missing. */
+            if (sp == b || memchr(text + sp, '=', e - sp) || memchr(text + sp, ',', e - sp)) {
+                snprintf(why, whylen, "--iot-issuer-tenant-map %s: expected `<issuer DN> <tenant>`"
+                         " (line \"%.*s\")", path, (int)(e - b > 60 ? 60 : e - b), text + b);
+                goto cleanup;
+            }
+            /* "<tenant> <DN>" is as long as "<DN> <tenant>". */
+            memcpy(conv + o, text + sp, e - sp);
+            o += e - sp;
+            conv[o++] = ' ';
+            memcpy(conv + o, text + b, sp - 1 - b);
+            o += sp - 1 - b;
+        }
+        conv[o++] = '\n'; /* one output line per input line: same line numbers */
+        ls = le + 1;
+    }
+    err = gw_auth_certmap_parse(conv, o, path, out, eb);
+    if (err != GW_OK)
+        snprintf(why, whylen, "--iot-issuer-tenant-map: %s", eb);
+cleanup:
+    if (err == GW_ERR_NOMEM)
+        snprintf(why, whylen, "--iot-issuer-tenant-map %s: out of memory", path);
+    fclose(f);
+    free(text);
+    free(conv);
+    return err;
+}
+
+bool gw_iot_issuer_map_on(const gw_gateway_t *gw)
+{
+    const gw_gateway_config_t *cfg = gw->cfg;
+    return cfg->iot_issuer_tenant_map && *cfg->iot_issuer_tenant_map;
+}
+
+gw_err_t gw_iot_cert_user(gw_gateway_t *gw, X509 *cert, const char *ident, size_t ilen,
+                          char **out, size_t *outlen)
+{
+    gw_err_t err = GW_ERR_NOT_FOUND;
+
+    *out = NULL;
+    *outlen = 0;
+    pthread_mutex_lock(&gw->auth_mu);
+    const char *tenant = gw_auth_certmap_tenant(gw->iot_certmap, cert); /* borrowed: under the lock */
+    if (tenant) {
+        size_t tl = strlen(tenant);
+        char *u = malloc(ilen + 1 + tl + 1);
+        if (!u) {
+            err = GW_ERR_NOMEM;
+        } else {
+            memcpy(u, ident, ilen);
+            u[ilen] = '@';
+            memcpy(u + ilen + 1, tenant, tl + 1);
+            *out = u;
+            *outlen = ilen + 1 + tl;
+            err = GW_OK;
+        }
+    }
+    pthread_mutex_unlock(&gw->auth_mu);
+    return err;
+}
+
+void gw_iot_reload(gw_gateway_t *gw)
+{
+    char why[512] = "";
+    gw_auth_certmap_t *map = NULL;
+
+    if (!gw_iot_issuer_map_on(gw))
+        return;
+    if (load_issuer_map(gw->cfg->iot_issuer_tenant_map, &map, why, sizeof(why)) != GW_OK) {
+        GW_LOG_ERROR(GW_MOD, NULL, "SIGHUP: issuer tenant map not reloaded, keeping the old one: %s",
+                     why);
+        return;
+    }
+    pthread_mutex_lock(&gw->auth_mu);
+    gw_auth_certmap_t *old = gw->iot_certmap;
+    gw->iot_certmap = map;
+    pthread_mutex_unlock(&gw->auth_mu);
+    gw_auth_certmap_free(old);
+    GW_LOG_INFO(GW_MOD, NULL, "SIGHUP: reloaded issuer tenant map %s",
+                gw->cfg->iot_issuer_tenant_map);
 }
 
 gw_err_t gw_iot_setup(gw_gateway_t *gw, char *why, size_t whylen)
@@ -310,6 +464,11 @@ gw_err_t gw_iot_setup(gw_gateway_t *gw, char *why, size_t whylen)
         gw->iot_policy.may_act_for = gw_hono_gateways_allows;
         gw->iot_policy.arg = gw->iot_gateways;
     }
+    if (gw_iot_issuer_map_on(gw)) {
+        gw_err_t err = load_issuer_map(cfg->iot_issuer_tenant_map, &gw->iot_certmap, why, whylen);
+        if (err != GW_OK)
+            return err;
+    }
     return GW_OK;
 }
 
@@ -317,6 +476,16 @@ void gw_iot_teardown(gw_gateway_t *gw)
 {
     gw_hono_gateways_free(gw->iot_gateways);
     gw->iot_gateways = NULL;
+    for (size_t i = 0; i < gw->iot_ngwrules; i++) {
+        free(gw->iot_gwrules[i].tenant);
+        free(gw->iot_gwrules[i].gateway);
+        free(gw->iot_gwrules[i].device);
+    }
+    free(gw->iot_gwrules);
+    gw->iot_gwrules = NULL;
+    gw->iot_ngwrules = 0;
+    gw_auth_certmap_free(gw->iot_certmap);
+    gw->iot_certmap = NULL;
 }
 
 /* ------------------------------------------------------------------ */
@@ -605,6 +774,7 @@ typedef struct gw_iot_cmdsub {
     char *tenant, *device; /* the target (owned) */
     gw_glink_t gl;         /* receiver on command/<tenant>/<device>; gl.topic = address */
     bool ttd_pending;      /* ttd -1 not sent yet (no credit on event/<tenant>) */
+    uint8_t qos;           /* granted: 0, or 1 = commands as QoS 1, settled on PUBACK */
 } gw_iot_cmdsub_t;
 
 static gw_iot_cmdsub_t *sub_of(gw_glink_t *gl)
@@ -646,6 +816,9 @@ void gw_iot_on_flow(gw_client_t *c)
 
 static void sub_free(gw_client_t *c, gw_iot_cmdsub_t *s, bool notify)
 {
+    /* QoS 1 commands the device has not acknowledged go back to the sender
+     * as modified (delivery-failed): it may redeliver them (docs/iot-mode.md). */
+    gw_outbound_drop_owner(c, &s->gl, s->gl.pn ? PN_MODIFIED : 0);
     if (s->gl.pn) {
         pn_link_set_context(s->gl.pn, NULL);
         gw_amqp_link_close(s->gl.pn, NULL, NULL);
@@ -684,25 +857,72 @@ static void write_suback(gw_client_t *c, uint16_t pid, const uint8_t *codes, siz
         free(buf);
 }
 
-/* One SUBSCRIBE filter: granted QoS (0) or 0x80. */
-static uint8_t subscribe_one(gw_client_t *c, const char *f, size_t flen)
+static uint8_t attach_target(gw_client_t *c, const char *f, size_t flen, gw_hono_target_t tgt,
+                             uint8_t granted);
+
+/* A gateway's `command//+/req/#`: one receiver for itself and one for each
+ * device its --iot-gateway-map rules LIST (command/<tenant>/<device> each,
+ * so the router needs no gateway knowledge and commands stay per device).
+ * A `*` rule cannot be enumerated: such a `+` filter is refused (0x80); the
+ * gateway subscribes per device instead (docs/iot-mode.md). */
+static uint8_t subscribe_all(gw_client_t *c, const char *f, size_t flen, gw_hono_target_t self,
+                             uint8_t granted)
 {
+    const gw_gateway_t *gw = c->w->gw;
+    size_t n = 0;
+
+    if (!c->iot_device) {
+        GW_LOG_INFO(GW_MOD, c->id, "IoT SUBSCRIBE %.*s refused: '+' needs an authenticated gateway",
+                    (int)flen, f);
+        return 0x80;
+    }
+    for (size_t i = 0; i < gw->iot_ngwrules; i++) {
+        const gw_iot_gwrule_t *r = &gw->iot_gwrules[i];
+        if (strcmp(r->tenant, c->iot_tenant) || strcmp(r->gateway, c->iot_device))
+            continue;
+        if (!strcmp(r->device, "*")) {
+            GW_LOG_INFO(GW_MOD, c->id, "IoT SUBSCRIBE %.*s refused: '+' with a `*` gateway rule "
+                        "(subscribe per device)", (int)flen, f);
+            return 0x80;
+        }
+        n++;
+    }
+    if (n > GW_IOT_MAX_GW_DEVICES) {
+        GW_LOG_INFO(GW_MOD, c->id, "IoT SUBSCRIBE %.*s refused: more than %d devices",
+                    (int)flen, f, GW_IOT_MAX_GW_DEVICES);
+        return 0x80;
+    }
+    if (attach_target(c, f, flen, self, granted) == 0x80)
+        return 0x80;
+    for (size_t i = 0; i < gw->iot_ngwrules; i++) {
+        const gw_iot_gwrule_t *r = &gw->iot_gwrules[i];
+        if (strcmp(r->tenant, c->iot_tenant) || strcmp(r->gateway, c->iot_device) ||
+            !strcmp(r->device, c->iot_device))
+            continue;
+        gw_hono_target_t t = self;
+        t.device = hstr(r->device);
+        t.via_gateway = true;
+        t.gateway = self.device;
+        if (attach_target(c, f, flen, t, granted) == 0x80)
+            GW_LOG_WARN(GW_MOD, c->id, "IoT SUBSCRIBE %.*s: no receiver for device %s",
+                        (int)flen, f, r->device);
+    }
+    return granted;
+}
+
+/* One SUBSCRIBE filter: granted QoS (0 or 1) or 0x80. */
+static uint8_t subscribe_one(gw_client_t *c, const char *f, size_t flen, uint8_t req_qos)
+{
+    uint8_t granted = req_qos > 1 ? 1 : req_qos; /* MQTT-3.9.3: may grant less than asked */
     gw_worker_t *w = c->w;
     gw_hono_cmd_filter_t cf;
     gw_hono_reason_t reason = GW_HONO_R_NONE;
     gw_hono_identity_t idbuf;
     gw_hono_target_t tgt;
-    char name[1400];
-    gw_iot_cmdsub_t *s = NULL;
 
     if (gw_hono_cmd_filter_parse(f, flen, &cf, &reason) != GW_OK) {
         GW_LOG_INFO(GW_MOD, c->id, "IoT SUBSCRIBE %.*s refused: %s", (int)(flen > 128 ? 128 : flen), f,
                     gw_hono_reason_name(reason ? reason : GW_HONO_R_FILTER));
-        return 0x80;
-    }
-    if (cf.all_devices) {
-        GW_LOG_INFO(GW_MOD, c->id, "IoT SUBSCRIBE %.*s refused: '+' device not supported",
-                    (int)flen, f);
         return 0x80;
     }
     gw_hono_access_t acc =
@@ -712,7 +932,18 @@ static uint8_t subscribe_one(gw_client_t *c, const char *f, size_t flen)
                     gw_hono_access_name(acc));
         return 0x80;
     }
-    /* One receiver per target device: a second spelling replaces the first. */
+    if (cf.all_devices)
+        return subscribe_all(c, f, flen, tgt, granted);
+    return attach_target(c, f, flen, tgt, granted);
+}
+
+/* One receiver per target device: a second spelling replaces the first. */
+static uint8_t attach_target(gw_client_t *c, const char *f, size_t flen, gw_hono_target_t tgt,
+                             uint8_t granted)
+{
+    gw_worker_t *w = c->w;
+    char name[1400];
+    gw_iot_cmdsub_t *s = NULL;
     for (s = c->iot_cmds; s; s = s->next) {
         if (strlen(s->tenant) == tgt.tenant.len && !memcmp(s->tenant, tgt.tenant.ptr, tgt.tenant.len) &&
             strlen(s->device) == tgt.device.len && !memcmp(s->device, tgt.device.ptr, tgt.device.len)) {
@@ -722,7 +953,8 @@ static uint8_t subscribe_one(gw_client_t *c, const char *f, size_t flen)
             free(s->filter);
             s->filter = nf;
             s->flen = flen;
-            return 0;
+            s->qos = granted;
+            return granted;
         }
     }
     s = calloc(1, sizeof(*s));
@@ -730,6 +962,7 @@ static uint8_t subscribe_one(gw_client_t *c, const char *f, size_t flen)
         return 0x80;
     s->filter = strndup(f, flen);
     s->flen = flen;
+    s->qos = granted;
     s->tenant = strndup(tgt.tenant.ptr, tgt.tenant.len);
     s->device = strndup(tgt.device.ptr, tgt.device.len);
     size_t alen = 9 + tgt.tenant.len + tgt.device.len;
@@ -759,7 +992,7 @@ static uint8_t subscribe_one(gw_client_t *c, const char *f, size_t flen)
     s->ttd_pending = err == GW_ERR_AGAIN;
     if (err != GW_OK && err != GW_ERR_AGAIN)
         GW_LOG_WARN(GW_MOD, c->id, "ttd notification: %s", gw_err_str(err));
-    return 0;
+    return granted;
 fail:
     sub_free(c, s, false);
     return 0x80;
@@ -778,9 +1011,9 @@ gw_err_t gw_iot_subscribe(gw_client_t *c, const gw_mqtt_subscribe_t *p)
             return GW_ERR_NOMEM;
     }
     gw_mqtt_topics_iter_init(&it, &p->topics);
-    /* Commands go to the device at QoS 0 (the granted QoS). */
+    /* Commands go to the device at the granted QoS (0 or 1). */
     while (gw_mqtt_topics_next(&it, &f, &qos))
-        codes[n++] = subscribe_one(c, (const char *)f.ptr, f.len);
+        codes[n++] = subscribe_one(c, (const char *)f.ptr, f.len, qos);
     write_suback(c, p->packet_id, codes, n);
     gw_client_flush_amqp(c);
     if (codes != stack_codes)
@@ -796,12 +1029,14 @@ gw_err_t gw_iot_unsubscribe(gw_client_t *c, const gw_mqtt_unsubscribe_t *p)
 
     gw_mqtt_topics_iter_init(&it, &p->topics);
     while (gw_mqtt_topics_next(&it, &f, &qos)) {
-        for (gw_iot_cmdsub_t **pp = &c->iot_cmds; *pp; pp = &(*pp)->next) {
+        /* A gateway's '+' filter has one receiver per device: all go. */
+        for (gw_iot_cmdsub_t **pp = &c->iot_cmds; *pp;) {
             gw_iot_cmdsub_t *s = *pp;
             if (s->flen == f.len && memcmp(s->filter, f.ptr, f.len) == 0) {
                 *pp = s->next;
                 sub_free(c, s, true);
-                break;
+            } else {
+                pp = &s->next;
             }
         }
     }
@@ -831,7 +1066,8 @@ void gw_iot_on_command(gw_client_t *c, gw_glink_t *gl, pn_delivery_t *dlv)
     char stack_topic[512], *topic = stack_topic;
     uint8_t hdr[GW_MQTT_PUBLISH_HEADER_MAX(sizeof(stack_topic))]; /* no allocation usually */
     size_t tlen = 0;
-    bool took_req = false;
+    bool took_req = false, hold = false;
+    uint16_t pid = 0;
 
     if (pn_delivery_partial(dlv) || !pn_delivery_readable(dlv))
         return;
@@ -891,12 +1127,25 @@ void gw_iot_on_command(gw_client_t *c, gw_glink_t *gl, pn_delivery_t *dlv)
         }
         goto credit;
     }
-    /* PUBLISH at QoS 0: header, then the payload straight from proton's buffer. */
+    /* PUBLISH at the granted QoS: header, then the payload straight from
+     * proton's buffer. QoS 1: the delivery stays unsettled (holding one unit
+     * of the link's credit) until the device's PUBACK; a pre-settled
+     * command cannot be acknowledged and goes at QoS 0. */
     gw_mqtt_publish_t mp;
     size_t hlen = 0;
     memset(&mp, 0, sizeof(mp));
     mp.topic.ptr = topic;
     mp.topic.len = (uint16_t)tlen;
+    if (s->qos && !pn_delivery_settled(dlv)) {
+        err = gw_outbound_track(c, dlv, gl, &pid);
+        if (err != GW_OK) {
+            GW_LOG_WARN(GW_MOD, c->id, "command released: %s", gw_err_str(err));
+            gw_amqp_settle(dlv, PN_RELEASED, NULL, NULL);
+            goto credit_free;
+        }
+        mp.qos = 1;
+        mp.packet_id = pid;
+    }
     uint8_t *hb = hdr;
     size_t hcap = GW_MQTT_PUBLISH_HEADER_MAX(tlen);
     uint8_t *heap = NULL;
@@ -909,6 +1158,8 @@ void gw_iot_on_command(gw_client_t *c, gw_glink_t *gl, pn_delivery_t *dlv)
     if (!hb || gw_mqtt_encode_publish_header(&mp, (uint32_t)cmd.payload_len, hb, hcap, &hlen) !=
                    GW_OK) {
         free(heap);
+        if (pid)
+            gw_outbound_untrack(c, pid);
         gw_amqp_settle(dlv, PN_RELEASED, NULL, NULL);
         goto credit_free;
     }
@@ -916,13 +1167,25 @@ void gw_iot_on_command(gw_client_t *c, gw_glink_t *gl, pn_delivery_t *dlv)
     if (cmd.payload_len)
         gw_client_write(c, cmd.payload, cmd.payload_len);
     free(heap);
-    GW_STAT_INC(w, msgs_out[0]);
+    GW_STAT_INC(w, msgs_out[mp.qos]);
     count_msg(c, cmd.tenant, GW_IOT_K_COMMAND);
-    gw_amqp_settle(dlv, PN_ACCEPTED, NULL, NULL);
+    if (pid)
+        hold = true; /* settled accepted and credit given back on PUBACK */
+    else
+        gw_amqp_settle(dlv, PN_ACCEPTED, NULL, NULL);
 credit_free:
     if (topic != stack_topic)
         free(topic);
 credit:
+    if (gl->pn && !hold)
+        pn_link_flow(gl->pn, 1);
+}
+
+void gw_iot_on_puback(gw_client_t *c, pn_delivery_t *dlv, void *owner)
+{
+    gw_glink_t *gl = owner;
+    (void)c;
+    gw_amqp_settle(dlv, PN_ACCEPTED, NULL, NULL);
     if (gl->pn)
         pn_link_flow(gl->pn, 1);
 }
@@ -934,8 +1197,10 @@ credit:
 void gw_iot_forget_dest(gw_client_t *c, size_t d)
 {
     for (gw_iot_cmdsub_t *s = c->iot_cmds; s; s = s->next)
-        if (s->gl.pn && s->gl.dest == d)
+        if (s->gl.pn && s->gl.dest == d) {
+            gw_outbound_drop_owner(c, &s->gl, 0); /* gone with the connection */
             s->gl.pn = NULL;
+        }
 }
 
 void gw_iot_close(gw_client_t *c)

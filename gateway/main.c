@@ -37,6 +37,7 @@ static void reload(gw_gateway_t *gw, int argc, char **argv)
                 n.log_format ? "json" : "text");
     gw_config_free(&gw_gateway_config_spec, &n);
     gw_auth_reload(gw);
+    gw_iot_reload(gw);
     if (gw->tls) {
         /* Same files: new connections get the new certificate, open ones keep theirs. */
         char eb[GW_TLS_ERRBUF] = "";

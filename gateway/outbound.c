@@ -105,6 +105,48 @@ void gw_outbound_free(gw_client_t *c)
     c->pid_bitmap = NULL;
 }
 
+gw_err_t gw_outbound_track(gw_client_t *c, pn_delivery_t *dlv, void *owner, uint16_t *pid)
+{
+    *pid = gw_pktid_take(c, 0, false);
+    if (!*pid)
+        return c->pid_bitmap ? GW_ERR_LIMIT : GW_ERR_NOMEM;
+    gw_out_msg_t *o = out_add(c);
+    if (!o) {
+        gw_pktid_release(c, *pid);
+        *pid = 0;
+        return GW_ERR_NOMEM;
+    }
+    o->dlv = dlv;
+    o->owner = owner;
+    o->pid = *pid;
+    o->qos = 1;
+    o->state = GW_OUT_WAIT_PUBACK;
+    return GW_OK;
+}
+
+void gw_outbound_untrack(gw_client_t *c, uint16_t pid)
+{
+    gw_out_msg_t *o = out_find(c, pid);
+    if (o)
+        out_remove(c, o);
+}
+
+void gw_outbound_drop_owner(gw_client_t *c, void *owner, uint64_t outcome)
+{
+    for (size_t i = 0; i < c->nout;) {
+        gw_out_msg_t *o = &c->out[i];
+        if (o->owner != owner) {
+            i++;
+            continue;
+        }
+        if (outcome == PN_MODIFIED) /* the device may have seen it: count the attempt */
+            pn_disposition_set_failed(pn_delivery_local(o->dlv), true);
+        if (outcome)
+            gw_amqp_settle(o->dlv, outcome, NULL, NULL);
+        out_remove(c, o); /* the last entry moved to i: look at i again */
+    }
+}
+
 /* ------------------------------------------------------------------ */
 /* AMQP -> MQTT                                                        */
 /* ------------------------------------------------------------------ */
@@ -268,7 +310,13 @@ static void complete(gw_client_t *c, gw_out_msg_t *o)
 gw_err_t gw_handle_puback(gw_client_t *c, uint16_t pid)
 {
     gw_out_msg_t *o = out_find(c, pid);
-    if (o && o->state == GW_OUT_WAIT_PUBACK)
+    if (o && o->state == GW_OUT_WAIT_PUBACK && o->owner) {
+        pn_delivery_t *dlv = o->dlv;
+        void *owner = o->owner;
+        out_remove(c, o);
+        gw_iot_on_puback(c, dlv, owner);
+        gw_client_flush_amqp(c);
+    } else if (o && o->state == GW_OUT_WAIT_PUBACK)
         complete(c, o);
     else
         GW_LOG_DEBUG(GW_MOD, c->id, "PUBACK %u for no QoS 1 message: ignored", (unsigned)pid);

@@ -93,7 +93,7 @@ def test_tenant_isolation(env):
     other.send(R.subscribe(3, [("command/acme/dev1/req/#", 1), ("command/acme//req/#", 0),
                                ("command///req/#", 1)]))
     _, body = other.expect(R.SUBACK)
-    assert list(body[2:]) == [0x80, 0x80, 0]
+    assert list(body[2:]) == [0x80, 0x80, 1]
     env.peer.link("$mqtt.cmd.o3.command/other/dev2")
     assert not [l for l in env.peer.links if l["source"] == "command/acme/dev1"]
     # dev1's own traffic is fine and tagged with its own tenant
@@ -107,7 +107,7 @@ def test_tenant_isolation(env):
 
 def test_command_round_trip_and_ttd(env):
     c = env.dev1("cmd")
-    c.send(R.subscribe(1, [("command///req/#", 1)]))
+    c.send(R.subscribe(1, [("command///req/#", 0)]))  # QoS 1: test_iot_commands.py
     _, body = c.expect(R.SUBACK)
     assert list(body[2:]) == [0]
     link = env.peer.link("$mqtt.cmd.cmd.command/acme/dev1")
@@ -267,9 +267,12 @@ def test_paho_device(env):
         cl.subscribe("command///req/#", qos=1)
         gwtest.wait_until(lambda: subscribed, what="SUBACK")
         env.wait_to("event/acme")
-        env.send_command("acme", "dev1", "blink", b"3")
+        assert subscribed[0] == (1,)  # commands at QoS 1, acknowledged by paho
+        out = env.send_command("acme", "dev1", "blink", b"3")
         gwtest.wait_until(lambda: got, what="command")
         assert got[0] == ("command///req//blink", b"3")
+        env.peer.wait_for(lambda: out["remote_settled"], what="command settled on PUBACK")
+        assert str(out["remote_state"]) == "ACCEPTED"
     finally:
         cl.loop_stop()
         cl.disconnect()
