@@ -176,6 +176,7 @@ gw_err_t gw_client_open_dest(gw_client_t *c, size_t d)
     o.username = c->username;
     o.password = c->password;
     o.sasl_mechs = c->username ? "PLAIN" : NULL;
+    gw_gateway_amqp_tls_opts(c->w->gw->cfg, &o);
     /* AMQP idle time-out follows the MQTT keep alive (MQTT-3.1.2-24: 1.5 x). */
     o.idle_timeout_ms = (uint32_t)c->keep_alive * 1500u;
     o.reconnect = false;

@@ -69,6 +69,11 @@ typedef struct gw_gateway_config {
     char *pubrel_prefix;
     char *container_id;
     int64_t amqp_idle_timeout_ms;
+    char *amqp_tls_ca;     /* amqps:// destinations: CA, client cert/key, verification */
+    char *amqp_tls_cert;
+    char *amqp_tls_key;
+    bool amqp_tls_verify;
+    char *amqp_sasl_mechs; /* shared mode: SASL mechanisms toward the AMQP side */
     char *http_listen;          /* HOST:PORT of /healthz /readyz /metrics; NULL/"" = off */
     gw_config_list_t mqtts_listen; /* MQTT over TLS listeners (gw/tls.h) */
     char *tls_cert, *tls_key, *tls_ca;
@@ -163,6 +168,8 @@ void gw_registry_release(gw_registry_t *reg, const char *id, size_t len, uint64_
 /* ------------------------------------------------------------------ */
 
 typedef struct gw_worker gw_worker_t;
+/** TLS settings for amqps:// destinations, shared by both connection modes. */
+void gw_gateway_amqp_tls_opts(const gw_gateway_config_t *cfg, gw_amqp_opts_t *o);
 typedef struct gw_client gw_client_t;
 
 /* One --iot-gateway-map line (iot.c); device "*" = every device. Owned. */

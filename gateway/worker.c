@@ -266,6 +266,8 @@ gw_err_t gw_worker_init(gw_worker_t *w, gw_gateway_t *gw, size_t index)
             o.container_id = cid;
         }
         o.idle_timeout_ms = (uint32_t)cfg->amqp_idle_timeout_ms;
+        gw_gateway_amqp_tls_opts(cfg, &o);
+        o.sasl_mechs = cfg->amqp_sasl_mechs;
         o.reconnect = true;
         o.reconnect_min_ms = 100;
         o.reconnect_max_ms = 5000;
@@ -346,4 +348,15 @@ void gw_worker_cleanup(gw_worker_t *w)
     free(w->addr_buf);
     pthread_mutex_destroy(&w->ctl_mu);
     memset(w, 0, sizeof(*w));
+}
+
+void gw_gateway_amqp_tls_opts(const gw_gateway_config_t *cfg, gw_amqp_opts_t *o)
+{
+    /* Used only when a destination URL is amqps:// (the AMQP module decides
+     * from the scheme). Verification is on by default: an amqps:// peer
+     * whose certificate or name does not check out is refused. */
+    o->tls_ca_file = cfg->amqp_tls_ca;
+    o->tls_cert_file = cfg->amqp_tls_cert;
+    o->tls_key_file = cfg->amqp_tls_key;
+    o->tls_verify_peer = cfg->amqp_tls_verify;
 }
