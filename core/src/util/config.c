@@ -755,8 +755,20 @@ static void gw_cfg_load_file(gw_cfg_ctx_t *ctx, const char *path, const gw_cfg_o
     }
     /* Duplicate keys would silently hide one of the two values. */
     if (!(root = json_loadf(f, JSON_REJECT_DUPLICATES, &jerr))) {
+        /* jansson quotes the offending input raw (newlines included): escape
+         * it so that one error stays one line (found by fuzz_config). */
+        char text[sizeof jerr.text * 4 + 1];
+        size_t o2 = 0;
+        for (const unsigned char *p = (const unsigned char *)jerr.text; *p && o2 + 5 < sizeof text;
+             p++) {
+            if (*p < 0x20 || *p == 0x7f)
+                o2 += (size_t)snprintf(text + o2, sizeof text - o2, "\\x%02x", *p);
+            else
+                text[o2++] = (char)*p;
+        }
+        text[o2] = '\0';
         gw_cfg_err(ctx, from, "config", path, "is not valid JSON: line %d column %d: %s", jerr.line,
-                   jerr.column, jerr.text);
+                   jerr.column, text);
         goto cleanup;
     }
     if (!json_is_object(root)) {
