@@ -241,6 +241,14 @@ void gw_mqtt__ack_write(const gw_mqtt_ack_t *a, gw_mqtt_writer_t *w);
 gw_err_t gw_mqtt__decode_topics(const gw_mqtt_ctx_t *ctx, gw_mqtt_reader_t *r, bool with_qos,
                                 gw_mqtt_topics_t *out);
 gw_err_t gw_mqtt__topics_check(const gw_mqtt_topics_t *t, bool with_qos);
+/* SUBSCRIBE and UNSUBSCRIBE share their form: a packet id then a topic list
+ * (with QoS bytes for SUBSCRIBE). These do the work for both files. */
+gw_err_t gw_mqtt__decode_id_topics(const gw_mqtt_ctx_t *ctx, gw_mqtt_reader_t *r, bool with_qos,
+                                   uint16_t *packet_id, gw_mqtt_topics_t *topics);
+gw_err_t gw_mqtt__id_topics_size(uint16_t packet_id, const gw_mqtt_topics_t *topics,
+                                 bool with_qos, uint32_t *rem);
+void gw_mqtt__id_topics_write(uint16_t packet_id, const gw_mqtt_topics_t *topics,
+                              gw_mqtt_writer_t *w);
 gw_err_t gw_mqtt__subscribe_size(const gw_mqtt_subscribe_t *s, uint32_t *rem);
 void gw_mqtt__subscribe_write(const gw_mqtt_subscribe_t *s, gw_mqtt_writer_t *w);
 gw_err_t gw_mqtt__unsubscribe_size(const gw_mqtt_unsubscribe_t *u, uint32_t *rem);

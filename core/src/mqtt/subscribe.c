@@ -137,36 +137,55 @@ gw_err_t gw_mqtt_topics_build(const gw_mqtt_str_t *filters, const uint8_t *qos, 
     return GW_OK;
 }
 
-gw_err_t gw_mqtt__decode_subscribe(const gw_mqtt_ctx_t *ctx, gw_mqtt_reader_t *r,
-                                   gw_mqtt_subscribe_t *out)
+gw_err_t gw_mqtt__decode_id_topics(const gw_mqtt_ctx_t *ctx, gw_mqtt_reader_t *r, bool with_qos,
+                                   uint16_t *packet_id, gw_mqtt_topics_t *topics)
 {
     gw_err_t err;
 
-    out->packet_id = 0;
-    memset(&out->topics, 0, sizeof(out->topics));
-    if ((err = gw_mqtt__read_u16(r, &out->packet_id)) != GW_OK)
+    *packet_id = 0;
+    memset(topics, 0, sizeof(*topics));
+    if ((err = gw_mqtt__read_u16(r, packet_id)) != GW_OK)
         return err;
-    if (out->packet_id == 0)
+    if (*packet_id == 0)
         return GW_ERR_MQTT_PACKET_ID; /* MQTT-2.3.1-1 */
-    return gw_mqtt__decode_topics(ctx, r, true, &out->topics);
+    return gw_mqtt__decode_topics(ctx, r, with_qos, topics);
+}
+
+gw_err_t gw_mqtt__id_topics_size(uint16_t packet_id, const gw_mqtt_topics_t *topics,
+                                 bool with_qos, uint32_t *rem)
+{
+    gw_err_t err;
+
+    if (packet_id == 0)
+        return GW_ERR_INVAL;
+    if ((err = gw_mqtt__topics_check(topics, with_qos)) != GW_OK)
+        return err;
+    if (topics->len > GW_MQTT_MAX_REMAINING_LENGTH - 2u)
+        return GW_ERR_INVAL;
+    *rem = 2 + topics->len;
+    return GW_OK;
+}
+
+void gw_mqtt__id_topics_write(uint16_t packet_id, const gw_mqtt_topics_t *topics,
+                              gw_mqtt_writer_t *w)
+{
+    gw_mqtt__write_u16(w, packet_id);
+    gw_mqtt__write_bytes(w, topics->ptr, topics->len);
+}
+
+/* SUBSCRIBE (MQTT 3.1.1 section 3.8): topic filters each followed by a QoS byte. */
+gw_err_t gw_mqtt__decode_subscribe(const gw_mqtt_ctx_t *ctx, gw_mqtt_reader_t *r,
+                                   gw_mqtt_subscribe_t *out)
+{
+    return gw_mqtt__decode_id_topics(ctx, r, true, &out->packet_id, &out->topics);
 }
 
 gw_err_t gw_mqtt__subscribe_size(const gw_mqtt_subscribe_t *s, uint32_t *rem)
 {
-    gw_err_t err;
-
-    if (s->packet_id == 0)
-        return GW_ERR_INVAL;
-    if ((err = gw_mqtt__topics_check(&s->topics, true)) != GW_OK)
-        return err;
-    if (s->topics.len > GW_MQTT_MAX_REMAINING_LENGTH - 2u)
-        return GW_ERR_INVAL;
-    *rem = 2 + s->topics.len;
-    return GW_OK;
+    return gw_mqtt__id_topics_size(s->packet_id, &s->topics, true, rem);
 }
 
 void gw_mqtt__subscribe_write(const gw_mqtt_subscribe_t *s, gw_mqtt_writer_t *w)
 {
-    gw_mqtt__write_u16(w, s->packet_id);
-    gw_mqtt__write_bytes(w, s->topics.ptr, s->topics.len);
+    gw_mqtt__id_topics_write(s->packet_id, &s->topics, w);
 }

@@ -395,6 +395,21 @@ static gw_err_t check_filter(const char *name, pn_bytes_t f, char *why, size_t w
     return err;
 }
 
+/* Advance to the next element of an entered map or list; it must be a string
+ * holding a valid topic filter. what names the position for the reason
+ * ("map key", "list element"). On GW_OK *f borrows from body. */
+static gw_err_t next_filter(pn_data_t *body, const char *name, const char *what, size_t i,
+                            pn_bytes_t *f, char *why, size_t whylen)
+{
+    if (!pn_data_next(body) || pn_data_type(body) != PN_STRING) {
+        gwi_spec_why(why, whylen, "%s: %s %zu is %s, expected a string topic filter", name, what,
+                     i, gwi_spec_type_desc(pn_data_type(body)));
+        return GW_ERR_SPEC_BODY;
+    }
+    *f = pn_data_get_string(body);
+    return check_filter(name, *f, why, whylen);
+}
+
 /* AmqpValue map: topic filter (string) -> QoS (any integer type, 0..2). */
 static gw_err_t get_filter_map(pn_message_t *msg, const char *name, bool allow_empty,
                                gw_spec_msg_t *out, char *why, size_t whylen)
@@ -422,14 +437,7 @@ static gw_err_t get_filter_map(pn_message_t *msg, const char *name, bool allow_e
     for (size_t i = 0; i < count; i++) {
         pn_bytes_t key;
         int64_t qos;
-        if (!pn_data_next(body) || pn_data_type(body) != PN_STRING) {
-            gwi_spec_why(why, whylen, "%s: map key %zu is %s, expected a string topic filter",
-                         name, i, gwi_spec_type_desc(pn_data_type(body)));
-            err = GW_ERR_SPEC_BODY;
-            break;
-        }
-        key = pn_data_get_string(body);
-        if ((err = check_filter(name, key, why, whylen)) != GW_OK)
+        if ((err = next_filter(body, name, "map key", i, &key, why, whylen)) != GW_OK)
             break;
         if (!pn_data_next(body) || !gwi_spec_get_int(body, &qos)) {
             gwi_spec_why(why, whylen, "%s: value for key \"%.*s\" is %s, expected an integer QoS",
@@ -473,14 +481,7 @@ static gw_err_t get_filter_list(pn_message_t *msg, const char *name, gw_spec_msg
     pn_data_enter(body);
     for (size_t i = 0; i < count; i++) {
         pn_bytes_t f;
-        if (!pn_data_next(body) || pn_data_type(body) != PN_STRING) {
-            gwi_spec_why(why, whylen, "%s: list element %zu is %s, expected a string topic filter",
-                         name, i, gwi_spec_type_desc(pn_data_type(body)));
-            err = GW_ERR_SPEC_BODY;
-            break;
-        }
-        f = pn_data_get_string(body);
-        if ((err = check_filter(name, f, why, whylen)) != GW_OK)
+        if ((err = next_filter(body, name, "list element", i, &f, why, whylen)) != GW_OK)
             break;
         out->entries[i].filter.ptr = f.start;
         out->entries[i].filter.len = f.size;
