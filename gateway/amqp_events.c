@@ -11,6 +11,8 @@
 
 #include "gateway.h"
 
+static void on_session_remote_close(gw_ssn_slot_t *slot);
+
 static void on_link_flow(gw_glink_t *gl)
 {
     gw_client_t *c = gl->client;
@@ -92,7 +94,7 @@ void gw_amqp_events_on_event(gw_amqp_conn_t *conn, pn_event_t *event, void *ctx)
 {
     switch (pn_event_type(event)) {
     case PN_LINK_FLOW: {
-        gw_glink_t *gl = pn_link_get_context(pn_event_link(event));
+        gw_glink_t *gl = gw_glink_of(pn_event_link(event));
         if (gl && gl->client->state != GW_CLIENT_CLOSING)
             on_link_flow(gl);
         break;
@@ -100,7 +102,7 @@ void gw_amqp_events_on_event(gw_amqp_conn_t *conn, pn_event_t *event, void *ctx)
     case PN_DELIVERY: {
         pn_delivery_t *dlv = pn_event_delivery(event);
         pn_link_t *link = pn_delivery_link(dlv);
-        gw_glink_t *gl = pn_link_get_context(link);
+        gw_glink_t *gl = gw_glink_of(link);
         if (!gl || gl->client->state == GW_CLIENT_CLOSING)
             break; /* link of a closed client: left unsettled for the peer */
         if (pn_link_is_receiver(link)) {
@@ -118,7 +120,7 @@ void gw_amqp_events_on_event(gw_amqp_conn_t *conn, pn_event_t *event, void *ctx)
     case PN_LINK_REMOTE_OPEN: {
         /* IoT: an attached link without credit means "no consumer": QoS 0
          * telemetry waiting for that link is now dropped (iot.c). */
-        gw_glink_t *gl = pn_link_get_context(pn_event_link(event));
+        gw_glink_t *gl = gw_glink_of(pn_event_link(event));
         if (gl && gl->client->iot && gl->client->state == GW_CLIENT_CONNECTED &&
             gl->client->blocked_credit)
             gw_client_resume(gl->client);
@@ -127,24 +129,22 @@ void gw_amqp_events_on_event(gw_amqp_conn_t *conn, pn_event_t *event, void *ctx)
     case PN_LINK_REMOTE_DETACH:
     case PN_LINK_REMOTE_CLOSE: {
         pn_link_t *link = pn_event_link(event);
-        gw_glink_t *gl = pn_link_get_context(link);
-        if (gl && gl->client->state != GW_CLIENT_CLOSING)
+        gw_glink_t *gl = gw_glink_of(link);
+        if (gl && gl->client->state != GW_CLIENT_CLOSING) {
             on_link_remote_close(gl, link);
+        } else if (!pn_link_get_context(link)) {
+            gw_link_free_released(link); /* released by us (gw_link_release) */
+        }
         break;
     }
     case PN_SESSION_REMOTE_CLOSE: {
         pn_session_t *ssn = pn_event_session(event);
-        gw_client_t *c = pn_session_get_context(ssn);
-        if (c && c->state != GW_CLIENT_CLOSING) {
-            if (c->state == GW_CLIENT_CONNECTING)
-                gw_connect_fail(c, GW_MQTT_CONNACK_SERVER_UNAVAILABLE, "AMQP session ended by the peer");
-            else
-                gw_client_close(c, GW_CLOSE_BRUTE, "AMQP session ended by the peer");
-        }
+        gw_ssn_slot_t *slot = pn_session_get_context(ssn);
+        if (slot)
+            on_session_remote_close(slot);
         /* Both ends closed and nobody refers to it: release it now. */
-        if (!pn_session_get_context(ssn) && (pn_session_state(ssn) & PN_LOCAL_CLOSED)) {
+        if (!pn_session_get_context(ssn) && (pn_session_state(ssn) & PN_LOCAL_CLOSED))
             pn_session_free(ssn);
-        }
         break;
     }
     default:
@@ -152,22 +152,60 @@ void gw_amqp_events_on_event(gw_amqp_conn_t *conn, pn_event_t *event, void *ctx)
     }
 }
 
-/* Drop every proton pointer of destination d (its connection went DOWN).
- * Returns true if the client used it. */
+/* Drop every proton pointer of destination d: its connection went DOWN
+ * (proton frees everything) or the peer ended the client's session (its
+ * links end with it; their contexts are cleared). Returns true if the
+ * client used it. */
 static bool forget_dest(gw_client_t *c, size_t d)
 {
     bool used = c->ssn[d] != NULL;
     gw_glink_t *fixed[] = {&c->l_will, &c->l_ss, &c->l_control, &c->l_publish, &c->l_pubrel};
     c->ssn[d] = NULL;
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
-        if (fixed[i]->pn && fixed[i]->dest == d)
+        if (fixed[i]->pn && fixed[i]->dest == d) {
+            pn_link_set_context(fixed[i]->pn, NULL);
             fixed[i]->pn = NULL;
+        }
     for (gw_glink_t *gl = c->topic_links; gl; gl = gl->next)
-        if (gl->dest == d)
+        if (gl->dest == d && gl->pn) {
+            pn_link_set_context(gl->pn, NULL);
             gl->pn = NULL;
+        }
     if (c->iot)
         gw_iot_forget_dest(c, d);
     return used;
+}
+
+/* The peer ended a shared session (the services never do; a router may):
+ * the clients in it lose their links there, as if their connection had
+ * dropped; the other sessions of the connection are untouched. */
+static void on_session_remote_close(gw_ssn_slot_t *slot)
+{
+    gw_dest_t *dest = slot->dest;
+    size_t d = dest->index;
+    gw_client_t *list = dest->owner ? dest->owner : dest->w->clients;
+
+    for (gw_client_t *c = list, *next; c; c = next) {
+        next = dest->owner ? NULL : c->next;
+        if (c->ssn[d] != slot)
+            continue;
+        forget_dest(c, d);
+        if (c->state == GW_CLIENT_CONNECTING)
+            gw_connect_fail(c, GW_MQTT_CONNACK_SERVER_UNAVAILABLE, "AMQP session ended by the peer");
+        else if (c->state == GW_CLIENT_CONNECTED)
+            gw_client_close(c, GW_CLOSE_BRUTE, "AMQP session ended by the peer");
+    }
+    if (slot->prev)
+        slot->prev->next = slot->next;
+    else
+        dest->slots = slot->next;
+    if (slot->next)
+        slot->next->prev = slot->prev;
+    if (dest->cur == slot)
+        dest->cur = NULL;
+    pn_session_set_context(slot->pn, NULL);
+    pn_session_close(slot->pn);
+    free(slot);
 }
 
 /* Per-client mode: the connection belongs to one client. */
@@ -188,6 +226,8 @@ static void on_client_conn_state(gw_dest_t *dest, gw_amqp_state_t state, const c
     case GW_AMQP_DOWN:
         dest->up = false;
         forget_dest(c, dest->index);
+        gw_dest_forget_slots(dest);
+        gw_worker_reap_forget(c->w, gw_amqp_conn_pn(dest->conn));
         snprintf(why, sizeof(why), "AMQP connection lost: %s %s", cond ? cond : "closed",
                  desc ? desc : "");
         if (c->state == GW_CLIENT_CONNECTING) {
@@ -248,6 +288,8 @@ void gw_amqp_events_on_state(gw_amqp_conn_t *conn, gw_amqp_state_t state, const 
                     gw_client_close(c, GW_CLOSE_BRUTE, "AMQP connection lost");
             }
         }
+        gw_dest_forget_slots(dest);
+        gw_worker_reap_forget(w, gw_amqp_conn_pn(conn));
         break;
     }
     case GW_AMQP_CLOSED:

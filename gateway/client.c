@@ -215,23 +215,89 @@ gw_err_t gw_client_open_conns(gw_client_t *c)
     return GW_OK;
 }
 
+static uint64_t id_bit(const gw_client_t *c)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < c->id_len; i++)
+        h = (h ^ (uint8_t)c->id[i]) * 16777619u;
+    return (uint64_t)1 << (h & 63);
+}
+
 pn_session_t *gw_client_session(gw_client_t *c, size_t d)
 {
     if (c->ssn[d])
-        return c->ssn[d];
+        return c->ssn[d]->pn;
     gw_dest_t *dest = gw_client_dest(c, d);
     if (!dest || !dest->up || !dest->conn)
         return NULL;
-    pn_connection_t *pc = gw_amqp_conn_pn(dest->conn);
-    if (!pc)
-        return NULL;
-    pn_session_t *ssn = pn_session(pc);
-    if (!ssn)
-        return NULL;
-    pn_session_set_context(ssn, c);
-    pn_session_open(ssn);
-    c->ssn[d] = ssn;
-    return ssn;
+    gw_ssn_slot_t *s = dest->cur;
+    if (s && c->id && (s->closing_ids & id_bit(c)))
+        s = NULL; /* a predecessor's links may still be half-closed there */
+    if (!s) {
+        pn_connection_t *pc = gw_amqp_conn_pn(dest->conn);
+        if (!pc)
+            return NULL;
+        s = calloc(1, sizeof(*s));
+        if (!s)
+            return NULL;
+        s->pn = pn_session(pc);
+        if (!s->pn) {
+            free(s);
+            return NULL;
+        }
+        s->dest = dest;
+        pn_session_set_context(s->pn, s);
+        pn_session_open(s->pn);
+        s->next = dest->slots;
+        if (dest->slots)
+            dest->slots->prev = s;
+        dest->slots = s;
+        dest->cur = s;
+    }
+    s->live++;
+    if (++s->joined >= (uint32_t)c->w->gw->cfg->session_clients)
+        dest->cur = NULL; /* full: the next client begins a new session */
+    c->ssn[d] = s;
+    return s->pn;
+}
+
+static void slot_unlink(gw_ssn_slot_t *s)
+{
+    gw_dest_t *dest = s->dest;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        dest->slots = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    if (dest->cur == s)
+        dest->cur = NULL;
+}
+
+void gw_client_leave_session(gw_client_t *c, size_t d)
+{
+    gw_ssn_slot_t *s = c->ssn[d];
+    if (!s)
+        return;
+    c->ssn[d] = NULL;
+    if (--s->live > 0 || s->dest->cur == s)
+        return;
+    /* Full and empty: end it. Proton frees it once the peer's end arrives
+     * (amqp_events.c: context NULL and both ends closed). */
+    slot_unlink(s);
+    pn_session_set_context(s->pn, NULL);
+    pn_session_close(s->pn);
+    free(s);
+}
+
+void gw_dest_forget_slots(gw_dest_t *dest)
+{
+    while (dest->slots) {
+        gw_ssn_slot_t *s = dest->slots;
+        dest->slots = s->next;
+        free(s);
+    }
+    dest->cur = NULL;
 }
 
 void gw_client_flush_amqp(gw_client_t *c)
@@ -398,6 +464,50 @@ static void schedule_free(gw_client_t *c)
     event_active(c->timer, EV_TIMEOUT, 0);
 }
 
+void gw_link_release(gw_client_t *c, pn_link_t *l, const char *cond, const char *desc)
+{
+    bool gone = (pn_link_state(l) & PN_REMOTE_CLOSED) != 0;
+    pn_link_set_context(l, NULL);
+    gw_amqp_link_close(l, cond, desc);
+    /* In a shared session a link must be freed on its own (nothing else
+     * would before the connection goes): now if the peer has detached
+     * already, else when its detach arrives (gw_link_free_released). */
+    if (gone) {
+        /* Not now: an event of the batch being dispatched may still name
+         * it (both detaches of a steal arrive together). */
+        gw_worker_t *w = c->w;
+        if (w->nreap == w->capreap) {
+            size_t cap = w->capreap ? w->capreap * 2 : 16;
+            struct gw_reap_item *n = realloc(w->reap, cap * sizeof(*n));
+            if (!n)
+                return; /* freed with its connection */
+            w->reap = n;
+            w->capreap = cap;
+        }
+        w->reap[w->nreap].conn = pn_session_connection(pn_link_session(l));
+        w->reap[w->nreap].link = l;
+        w->nreap++;
+        pn_link_set_context(l, GW_LINK_REAPING);
+        event_active(w->reap_ev, EV_TIMEOUT, 0);
+        return;
+    }
+    gw_ssn_slot_t *slot = pn_session_get_context(pn_link_session(l));
+    if (slot && c->id) {
+        slot->closing++;
+        slot->closing_ids |= id_bit(c);
+    }
+}
+
+void gw_link_free_released(pn_link_t *l)
+{
+    gw_ssn_slot_t *slot = pn_session_get_context(pn_link_session(l));
+    if (slot && slot->closing > 0 && --slot->closing == 0)
+        slot->closing_ids = 0;
+    if (!(pn_link_state(l) & PN_LOCAL_CLOSED))
+        pn_link_close(l);
+    pn_link_free(l);
+}
+
 /* Release every proton object of the client. DOWN connections have had
  * their pointers dropped already (gw_amqp_events_on_state). */
 static void amqp_teardown(gw_client_t *c, gw_close_how_t how, const char *reason)
@@ -407,7 +517,6 @@ static void amqp_teardown(gw_client_t *c, gw_close_how_t how, const char *reason
 
     if (c->l_will.pn) {
         pn_link_t *l = c->l_will.pn;
-        pn_link_set_context(l, NULL);
         if (how == GW_CLOSE_CLEAN && c->will_done && pn_link_credit(l) > 0 &&
             gw_spec_encode_will_clear(w->msg) == GW_OK) {
             gw_dest_t *dest = gw_client_dest(c, c->l_will.dest);
@@ -417,25 +526,22 @@ static void amqp_teardown(gw_client_t *c, gw_close_how_t how, const char *reason
         }
         /* Brute: the Will Service publishes the will. Otherwise it deletes it. */
         if (how == GW_CLOSE_BRUTE)
-            gw_amqp_link_close(l, "amqp:link:detach-forced", reason);
+            gw_link_release(c, l, "amqp:link:detach-forced", reason);
         else
-            gw_amqp_link_close(l, NULL, NULL);
+            gw_link_release(c, l, NULL, NULL);
         c->l_will.pn = NULL;
     }
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
         if (fixed[i]->pn) {
-            pn_link_set_context(fixed[i]->pn, NULL);
-            gw_amqp_link_close(fixed[i]->pn, NULL, NULL);
+            gw_link_release(c, fixed[i]->pn, NULL, NULL);
             fixed[i]->pn = NULL;
         }
     }
     gw_glink_t *tl = c->topic_links;
     while (tl) {
         gw_glink_t *n = tl->next;
-        if (tl->pn) {
-            pn_link_set_context(tl->pn, NULL);
-            gw_amqp_link_close(tl->pn, NULL, NULL);
-        }
+        if (tl->pn)
+            gw_link_release(c, tl->pn, NULL, NULL);
         free(tl->topic);
         free(tl);
         tl = n;
@@ -444,12 +550,10 @@ static void amqp_teardown(gw_client_t *c, gw_close_how_t how, const char *reason
     c->ntopic_links = 0;
     for (size_t d = 0; d < w->gw->routes.ndest; d++) {
         if (c->ssn[d]) {
-            pn_session_set_context(c->ssn[d], NULL);
-            pn_session_close(c->ssn[d]);
             gw_dest_t *dest = gw_client_dest(c, d);
+            gw_client_leave_session(c, d);
             if (dest && dest->conn)
                 gw_amqp_conn_flush(dest->conn);
-            c->ssn[d] = NULL;
         }
     }
 }

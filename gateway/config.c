@@ -54,6 +54,8 @@ static const gw_config_opt_t opts[] = {
      "prefix of $mqtt.<id>.pubrel"},
     {"container-id", GW_CFG_STRING, OFF(container_id), 0, 256, NULL, NULL,
      "AMQP container id (default: generated)"},
+    {"amqp-session-clients", GW_CFG_INT, OFF(session_clients), 1, 1024, "32", NULL,
+     "clients sharing one AMQP session on a shared connection (1 = a session per client)"},
     {"amqp-idle-timeout", GW_CFG_DURATION, OFF(amqp_idle_timeout_ms), 0, 3600000, "0", NULL,
      "AMQP idle time-out of the shared connections (0 = none)"},
     {"amqp-tls-ca", GW_CFG_STRING, OFF(amqp_tls_ca), 0, 4096, NULL, NULL,

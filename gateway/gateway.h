@@ -56,6 +56,7 @@ typedef struct gw_gateway_config {
     int64_t connect_timeout_ms;
     int64_t max_packet_size;
     int64_t inflight_window;
+    int64_t session_clients;    /* --amqp-session-clients */
     int64_t max_client_id_len;
     int64_t out_high_watermark;
     int64_t slow_client_timeout_ms;
@@ -207,6 +208,31 @@ typedef struct gw_gateway {
     gw_auth_certmap_t *iot_certmap; /* NULL = no map configured */
 } gw_gateway_t;
 
+/*
+ * One AMQP session on a destination's connection, shared by up to
+ * --amqp-session-clients clients (spec 4.1 common rules). Sharing saves
+ * ~3.3 KB per client at each end (a proton session); the bound keeps
+ * proton's per-session link list short (it is searched linearly for every
+ * incoming attach) and the channel count far below channel-max. A slot
+ * takes clients until `joined` reaches the bound, then ends when its last
+ * client leaves. Owned by its dest; context of its pn_session_t.
+ */
+typedef struct gw_ssn_slot {
+    pn_session_t *pn;
+    struct gw_dest *dest;
+    uint32_t live;   /* clients using it now */
+    uint32_t joined; /* clients that ever joined */
+    /* Links released by clients and not yet detached by the peer, and a
+     * 64-bit set of the hashes of their client ids. A client whose id is
+     * in the set does not join: proton (both ends) matches an incoming
+     * attach to an existing link of that name in the session unless that
+     * link is closed at both ends, so a quick reconnect or a takeover must
+     * not attach its links next to its predecessor's half-closed ones. */
+    uint32_t closing;
+    uint64_t closing_ids;
+    struct gw_ssn_slot *prev, *next;
+} gw_ssn_slot_t;
+
 /* One AMQP destination (URL) as seen by one worker (shared mode). */
 typedef struct gw_dest {
     gw_worker_t *w;
@@ -217,6 +243,8 @@ typedef struct gw_dest {
     bool closing;   /* shutdown: gw_amqp_conn_close() called */
     bool ever_up;   /* a later UP counts as a reconnect */
     bool up_pub;    /* copy of up for the HTTP thread (__atomic relaxed) */
+    gw_ssn_slot_t *slots; /* sessions of this connection (list, owned) */
+    gw_ssn_slot_t *cur;   /* the one new clients join; NULL = begin a new one */
 } gw_dest_t;
 
 /* Per-worker counters (metrics.c sums them at scrape time). Written only by
@@ -282,7 +310,24 @@ struct gw_worker {
     char *addr_buf;            /* scratch: publication address rewritten by a route template */
     size_t addr_cap;
     struct gw_iot_tenants *iot_tenants; /* per-tenant IoT counters (iot.c), NULL until used */
+    /* Released links to free after the current batch of proton events
+     * (gw_link_release): their context is GW_LINK_REAPING until then. */
+    struct gw_reap_item { pn_connection_t *conn; pn_link_t *link; } *reap;
+    size_t nreap, capreap;
+    struct event *reap_ev;
 };
+
+/* Context of a link that waits in the worker's reap list. */
+extern char gw_link_reaping;
+#define GW_LINK_REAPING ((void *)&gw_link_reaping)
+/* The gw_glink_t of a proton link of ours, NULL if released. */
+static inline struct gw_glink *gw_glink_of(pn_link_t *l)
+{
+    void *x = pn_link_get_context(l);
+    return x == GW_LINK_REAPING ? NULL : (struct gw_glink *)x;
+}
+/* The connection pc goes away with everything in it: drop its reap items. */
+void gw_worker_reap_forget(gw_worker_t *w, pn_connection_t *pc);
 
 gw_err_t gw_worker_init(gw_worker_t *w, gw_gateway_t *gw, size_t index);
 gw_err_t gw_worker_start(gw_worker_t *w);
@@ -473,7 +518,7 @@ struct gw_client {
 
     /* AMQP side (shared mode: sessions on the worker's connections;
      * per-client mode: on the client's own connections in dests) */
-    pn_session_t **ssn;      /* per destination, NULL if unused */
+    gw_ssn_slot_t **ssn;     /* per destination: the session the client joined, NULL if none */
     gw_dest_t *dests;        /* per-client mode only, else NULL */
     size_t nconns;           /* per-client mode: connections not CLOSED yet */
     bool has_credentials;    /* CONNECT carried a user name */
@@ -559,6 +604,15 @@ void gw_connect_on_conn_up(gw_client_t *c);
 void gw_client_on_conn_closed(gw_client_t *c, gw_dest_t *dest);
 /** Session on destination d for this client, opened on first use (NULL if down). */
 pn_session_t *gw_client_session(gw_client_t *c, size_t d);
+/* Detach (closed) a link of ours and drop its context; it is freed now if
+ * the peer has detached it already, else when the peer's detach arrives. */
+void gw_link_release(gw_client_t *c, pn_link_t *l, const char *cond, const char *desc);
+/* Our end of a released link is done (the peer detached): free it. */
+void gw_link_free_released(pn_link_t *l);
+/* The client leaves its session on destination d (its links are closed). */
+void gw_client_leave_session(gw_client_t *c, size_t d);
+/* The connection of dest went DOWN: free every slot (proton frees the sessions). */
+void gw_dest_forget_slots(gw_dest_t *dest);
 uint64_t gw_now_ms(void);
 /** Arm the keep-alive check (MQTT-3.1.2-24) after CONNACK. */
 void gw_client_start_keepalive(gw_client_t *c);

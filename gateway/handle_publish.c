@@ -98,10 +98,8 @@ static void topic_link_drop(gw_client_t *c, gw_glink_t *victim)
         return;
     *pp = victim->next;
     c->ntopic_links--;
-    if (victim->pn) {
-        pn_link_set_context(victim->pn, NULL);
-        gw_amqp_link_close(victim->pn, NULL, NULL);
-    }
+    if (victim->pn)
+        gw_link_release(c, victim->pn, NULL, NULL);
     free(victim->topic);
     free(victim);
 }

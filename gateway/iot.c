@@ -820,8 +820,7 @@ static void sub_free(gw_client_t *c, gw_iot_cmdsub_t *s, bool notify)
      * as modified (delivery-failed): it may redeliver them (docs/iot-mode.md). */
     gw_outbound_drop_owner(c, &s->gl, s->gl.pn ? PN_MODIFIED : 0);
     if (s->gl.pn) {
-        pn_link_set_context(s->gl.pn, NULL);
-        gw_amqp_link_close(s->gl.pn, NULL, NULL);
+        gw_link_release(c, s->gl.pn, NULL, NULL);
         s->gl.pn = NULL;
         /* ttd=0 only after a ttd=-1 went out; best effort (no credit: skipped). */
         if (notify && !s->ttd_pending && send_ttd(c, s, 0) != GW_OK)
@@ -1199,6 +1198,7 @@ void gw_iot_forget_dest(gw_client_t *c, size_t d)
     for (gw_iot_cmdsub_t *s = c->iot_cmds; s; s = s->next)
         if (s->gl.pn && s->gl.dest == d) {
             gw_outbound_drop_owner(c, &s->gl, 0); /* gone with the connection */
+            pn_link_set_context(s->gl.pn, NULL);
             s->gl.pn = NULL;
         }
 }

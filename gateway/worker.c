@@ -213,6 +213,28 @@ void gw_worker_request_kill(gw_worker_t *w, uint64_t serial)
     event_active(w->ctl_ev, EV_READ, 0);
 }
 
+char gw_link_reaping;
+
+/* Free the links released during the last batches of proton events. */
+static void reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+    gw_worker_t *w = arg;
+    (void)fd;
+    (void)what;
+    for (size_t i = 0; i < w->nreap; i++)
+        pn_link_free(w->reap[i].link);
+    w->nreap = 0;
+}
+
+void gw_worker_reap_forget(gw_worker_t *w, pn_connection_t *pc)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < w->nreap; i++)
+        if (w->reap[i].conn != pc)
+            w->reap[k++] = w->reap[i];
+    w->nreap = k;
+}
+
 gw_err_t gw_worker_init(gw_worker_t *w, gw_gateway_t *gw, size_t index)
 {
     const gw_gateway_config_t *cfg = gw->cfg;
@@ -229,8 +251,9 @@ gw_err_t gw_worker_init(gw_worker_t *w, gw_gateway_t *gw, size_t index)
         return GW_ERR_NOMEM;
     w->ctl_ev = event_new(w->base, -1, 0, ctl_cb, w);
     w->stop_timer = evtimer_new(w->base, stop_timer_cb, w);
+    w->reap_ev = event_new(w->base, -1, 0, reap_cb, w);
     w->dests = calloc(gw->routes.ndest, sizeof(*w->dests));
-    if (!w->ctl_ev || !w->stop_timer || !w->dests)
+    if (!w->ctl_ev || !w->stop_timer || !w->reap_ev || !w->dests)
         return GW_ERR_NOMEM;
     for (size_t i = 0; i < cfg->mqtt_listen.count; i++) {
         err = open_listener(w, cfg->mqtt_listen.items[i], false, false);
@@ -339,6 +362,9 @@ void gw_worker_cleanup(gw_worker_t *w)
         event_free(w->ctl_ev);
     if (w->stop_timer)
         event_free(w->stop_timer);
+    if (w->reap_ev)
+        event_free(w->reap_ev);
+    free(w->reap);
     if (w->base)
         event_base_free(w->base);
     if (w->msg)

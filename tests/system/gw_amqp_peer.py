@@ -99,10 +99,14 @@ class _Handler(Handler):
     def on_session_remote_open(self, event):
         if event.session.state & Endpoint.LOCAL_UNINIT:
             event.session.open()
+        with self.peer.lock:
+            self.peer.sessions_begun += 1
 
     def on_session_remote_close(self, event):
         if event.session.state & Endpoint.LOCAL_ACTIVE:
             event.session.close()
+        with self.peer.lock:
+            self.peer.sessions_ended += 1
 
     def on_link_remote_open(self, event):
         link = event.link
@@ -116,6 +120,7 @@ class _Handler(Handler):
             "rcv_settle_mode": link.remote_rcv_settle_mode,
             "open": True,
             "link": link,
+            "session": link.session,
         }
         if link.state & Endpoint.LOCAL_UNINIT:
             link.source.copy(link.remote_source)
@@ -140,7 +145,11 @@ class _Handler(Handler):
         with p.lock:
             role = "sender" if link.is_receiver else "receiver"
             for rec in p.links:
-                if rec["name"] == link.name and rec["gateway_role"] == role:
+                # By identity: a link of the same name may already be open
+                # in another session (a takeover's attach can precede the
+                # old link's detach on the wire).
+                if rec["name"] == link.name and rec["gateway_role"] == role and \
+                        int(rec["link"]._impl) == int(link._impl):
                     rec["open"] = False
             p.detaches.append({"name": link.name, "closed": closed,
                                "condition": cond.name if cond else None,
@@ -268,6 +277,8 @@ class AmqpPeer:
         self.connections = []
         self.conn_opens = 0
         self.transport_closes = 0
+        self.sessions_begun = 0
+        self.sessions_ended = 0
         self.client_senders = {}
         self.unsettled_in = {}
         self.unsettled_out = {}
@@ -455,6 +466,19 @@ class AmqpPeer:
                         link.condition = Condition(condition, description)
                     link.close()
                     rec["open"] = False
+                    return True
+            return False
+        return self.call(do)
+
+    def end_session_of(self, name, condition=None):
+        """End (from the peer) the AMQP session holding the open link `name`."""
+        def do():
+            for rec in self.links:
+                if rec["name"] == name and rec["open"]:
+                    ssn = rec["session"]
+                    if condition:
+                        ssn.condition = Condition(condition)
+                    ssn.close()
                     return True
             return False
         return self.call(do)
