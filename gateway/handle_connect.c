@@ -131,11 +131,16 @@ static gw_err_t attach_links(gw_client_t *c)
         glink_init(&c->l_will, c, GW_LINK_WILL, d,
                    gw_amqp_sender_open(ssn, c->id, a->lwt, PN_SND_UNSETTLED, PN_RCV_FIRST));
     }
-    d = route_of(c, ctl);
-    if (!(ssn = gw_client_session(c, d)))
-        return GW_ERR_AMQP;
-    glink_init(&c->l_control, c, GW_LINK_CONTROL, d,
-               gw_amqp_receiver_open(ssn, ctl, ctl, PN_SND_MIXED, PN_RCV_FIRST, 1));
+    /* L3 only carries AMQP_SUBSCRIPTIONS, the answer to AMQP_LIST: a clean
+     * session never attaches it, a persistent one detaches it at CONNACK
+     * (spec 2.2 L3). */
+    if (!c->clean_session) {
+        d = route_of(c, ctl);
+        if (!(ssn = gw_client_session(c, d)))
+            return GW_ERR_AMQP;
+        glink_init(&c->l_control, c, GW_LINK_CONTROL, d,
+                   gw_amqp_receiver_open(ssn, ctl, ctl, PN_SND_MIXED, PN_RCV_FIRST, 1));
+    }
     d = route_of(c, pub);
     if (!(ssn = gw_client_session(c, d)))
         return GW_ERR_AMQP;
@@ -147,7 +152,8 @@ static gw_err_t attach_links(gw_client_t *c)
     snprintf(name, sizeof(name), "%s.%s", a->subctrl, c->id);
     glink_init(&c->l_ss, c, GW_LINK_SS, d,
                gw_amqp_sender_open(ssn, name, a->subctrl, PN_SND_UNSETTLED, PN_RCV_FIRST));
-    if ((c->has_will && !c->l_will.pn) || !c->l_control.pn || !c->l_publish.pn || !c->l_ss.pn)
+    if ((c->has_will && !c->l_will.pn) || (!c->clean_session && !c->l_control.pn) ||
+        !c->l_publish.pn || !c->l_ss.pn)
         return GW_ERR_AMQP;
     return GW_OK;
 }
@@ -419,6 +425,12 @@ void gw_connect_progress(gw_client_t *c)
     GW_LOG_INFO(GW_MOD, c->id, "connected from %s clean=%d session-present=%d keepalive=%u",
                 c->peer, (int)c->clean_session, (int)sp, (unsigned)c->keep_alive);
     gw_client_start_keepalive(c);
+    /* AMQP_SUBSCRIPTIONS was the only message for L3: an idle client holds
+     * two links fewer (here and in the Subscription Service). */
+    if (c->l_control.pn) {
+        gw_link_release(c, c->l_control.pn, NULL, NULL);
+        c->l_control.pn = NULL;
+    }
     /* Only now may the Subscription Service send messages for this client. */
     gw_client_replenish(c, (uint32_t)w->gw->cfg->inflight_window);
     gw_client_flush_amqp(c);

@@ -34,10 +34,11 @@ def test_connect_clean_with_will_exact_links_and_messages(env):
     ss = peer.link("$mqtt.subscriptionservice.c1")
     assert ss["gateway_role"] == "sender" and ss["target"] == "$mqtt.subscriptionservice"
     assert (ss["snd_settle_mode"], ss["rcv_settle_mode"]) == (SND_UNSETTLED, RCV_FIRST)
-    for suffix in ("control", "publish"):
-        l = peer.link(f"$mqtt.to.c1.{suffix}")
-        assert l["gateway_role"] == "receiver" and l["source"] == f"$mqtt.to.c1.{suffix}"
-        assert l["rcv_settle_mode"] == RCV_FIRST
+    l = peer.link("$mqtt.to.c1.publish")
+    assert l["gateway_role"] == "receiver" and l["source"] == "$mqtt.to.c1.publish"
+    assert l["rcv_settle_mode"] == RCV_FIRST
+    # A clean session gets no AMQP_SUBSCRIPTIONS: no L3 (spec 2.2).
+    assert not peer.links_named("$mqtt.to.c1.control")
 
     w = peer.wait_msg(subject="will")
     assert w["link"] == "c1" and w["to"] == "w/topic" and w["body"] == b"gone"
@@ -58,6 +59,12 @@ def test_connect_persistent_session_present(env):
     peer.call(lambda: peer.policy["session_present"].update({"p1": True}))
     c = env.client()
     assert c.connect("p1", clean=False) == (1, 0)
+    # L3 carried AMQP_SUBSCRIPTIONS; it is detached, without error, at CONNACK
+    ctl = peer.link("$mqtt.to.p1.control")
+    assert ctl["gateway_role"] == "receiver" and ctl["rcv_settle_mode"] == RCV_FIRST
+    d = peer.detach_of("$mqtt.to.p1.control")
+    assert d["condition"] is None and d["closed"]
+    assert peer.link("$mqtt.to.p1.publish")["open"]
     lst = peer.wait_msg(subject="list")
     assert lst["correlation_id"] == "$mqtt.to.p1.publish"
     assert lst["reply_to"] == "$mqtt.to.p1.control"
@@ -133,7 +140,7 @@ def test_clean_disconnect_clears_will(env):
     assert clear["link"] == "d2"
     d = peer.detach_of("d2")
     assert d["condition"] is None and d["closed"]
-    for name in ("$mqtt.subscriptionservice.d2", "$mqtt.to.d2.control", "$mqtt.to.d2.publish"):
+    for name in ("$mqtt.subscriptionservice.d2", "$mqtt.to.d2.publish"):
         assert peer.detach_of(name)["condition"] is None
 
 
@@ -209,8 +216,8 @@ def test_link_stolen_closes_client_without_will(env):
     peer = env.peer
     c = env.client()
     assert c.connect("s1", will=("w/s1", b"x", 0, False)) == (0, 0)
-    peer.link("$mqtt.to.s1.control")
-    assert peer.close_link("$mqtt.to.s1.control", "amqp:link:stolen", "newer link")
+    peer.link("$mqtt.to.s1.publish")
+    assert peer.close_link("$mqtt.to.s1.publish", "amqp:link:stolen", "newer link")
     assert c.is_closed()
     d = peer.detach_of("s1")
     assert d["condition"] is None

@@ -53,7 +53,7 @@ def test_routes_longest_prefix_wins(procs):
         assert p1.msgs(to="r/main/y") and not p2.msgs(to="r/main/y")
         assert p1.msgs(to="other") and not p2.msgs(to="other")
         # the client's control links follow the default route
-        assert p1.links_named("$mqtt.to.rt.control") and not p2.links_named("$mqtt.to.rt.control")
+        assert p1.links_named("$mqtt.to.rt.publish") and not p2.links_named("$mqtt.to.rt.publish")
     finally:
         procs.stop_all()
         p1.stop()

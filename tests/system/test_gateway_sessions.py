@@ -11,8 +11,8 @@ from gw_gateway_env import make_env, teardown_env
 
 
 def client_links(peer, cid):
-    names = {cid, f"$mqtt.subscriptionservice.{cid}", f"$mqtt.to.{cid}.control",
-             f"$mqtt.to.{cid}.publish"}
+    """Open links of a clean-session client with a will (no L3, spec 2.2)."""
+    names = {cid, f"$mqtt.subscriptionservice.{cid}", f"$mqtt.to.{cid}.publish"}
     with peer.lock:
         return [r for r in peer.links if r["name"] in names and r["open"]]
 
@@ -21,8 +21,8 @@ def sessions_of(peer, cids):
     """client id -> the one session object holding all its open links."""
     out = {}
     for cid in cids:
-        links = peer.wait_for(lambda: (lambda ls: len(ls) == 4 and ls)(client_links(peer, cid)),
-                              what=f"4 links of {cid}")
+        links = peer.wait_for(lambda: (lambda ls: len(ls) == 3 and ls)(client_links(peer, cid)),
+                              what=f"3 links of {cid}")
         ssns = {int(r["session"]._impl) for r in links}
         assert len(ssns) == 1, f"links of {cid} span {len(ssns)} sessions"
         out[cid] = ssns.pop()
@@ -88,7 +88,7 @@ def test_quick_reconnect_does_not_join_its_predecessors_session(env4):
     assert c.connect("rq", will=("w/rq", b"last", 0, False)) == (0, 0)
     c.send(R.PINGREQ_PKT)
     c.expect(R.PINGRESP)
-    assert len(client_links(peer, "rq")) == 4
+    assert len(client_links(peer, "rq")) == 3
     # Every will reached the peer, each on a link that worked.
     wills = peer.wait_for(lambda: (lambda w: len(w) >= 21 and w)(peer.msgs(subject="will")))
     assert [w["body"] for w in wills[:20]] == [b"%d" % i for i in range(20)]
@@ -105,7 +105,7 @@ def test_takeover_storm_in_one_worker(env4):
         prev = c
     prev.send(R.PINGREQ_PKT)
     prev.expect(R.PINGRESP)
-    assert len(client_links(env4.peer, "ts")) == 4
+    assert len(client_links(env4.peer, "ts")) == 3
 
 
 def test_peer_ending_a_session_closes_only_its_clients(env4):
