@@ -22,7 +22,7 @@ static const gw_config_opt_t will_opts[] = {
         "where wills are published (AMQP_PUBLISH to the will topic)"),
     OPT("store", GW_CFG_STRING, store, 1, 4096, "will-service.db", "SQLite database path"),
     OPT_ENUM("store-sync", store_sync, "full", will_sync_values,
-             "full: an accepted will survives power loss (fsync per commit); normal: "
+             "full: an accepted will survives power loss (fsync per group commit); normal: "
              "survives a process crash only"),
     OPT("grace-seconds", GW_CFG_INT, grace_seconds, 0, 86400, "30",
         "after a restart, time for the owner of a stored will to re-attach before it is "
@@ -37,6 +37,9 @@ static const gw_config_opt_t will_opts[] = {
     OPT("credit", GW_CFG_INT, credit, 1, 10000, "10", "credit granted on each will link"),
     OPT("max-will-size", GW_CFG_SIZE, max_will_size, 1024, 268435456, "1M",
         "largest AMQP_WILL message accepted"),
+    OPT("batch-max", GW_CFG_INT, batch_max, 1, 100000, "512",
+        "commit the store batch (group commit) once this many will writes wait for it (else "
+        "once per loop iteration)"),
 };
 
 const gw_config_spec_t gw_will_config_spec = {

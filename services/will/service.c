@@ -19,6 +19,20 @@
  * Incoming links are accepted on any connection: accepted ones (--listen)
  * and the outgoing one to a router (--connect), where link-routed attaches
  * arrive.
+ *
+ * Group commit (as in subscription-service): the first store write of a
+ * loop iteration (AMQP_WILL put, AMQP_WILL_CLEAR or clean-detach delete)
+ * opens a batch transaction and activates commit_ev; the writes that follow
+ * go into the same transaction, in the order the events arrive, so a put
+ * and a delete of one name end in the right state. The deliveries wait in
+ * svc->pending and are settled `accepted` only right after the COMMIT
+ * (spec "Will Service": a will is acknowledged once durably stored);
+ * commit_ev runs once the events already queued in this iteration are
+ * handled, or sooner when --batch-max writes wait. A failed commit rolls the
+ * whole batch back and settles its deliveries `rejected` (as a failed write
+ * did before). Moving a will to the publishing set is its own transaction:
+ * the open batch is committed first (svc_batch_commit), so a will stored in
+ * it is durable and acknowledged before it is moved, and published once.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +65,13 @@ typedef struct will_entry {
     char name[];
 } will_entry_t;
 
+/* A delivery settled once the batch holding its write is committed. */
+typedef struct will_pending {
+    pn_delivery_t *dlv;
+    pn_link_t *link;
+    will_conn_t *wc;
+} will_pending_t;
+
 struct will_conn {
     gw_svc_conn_t base; /* first: list of the service's connections, conn, outgoing */
     gw_will_service_t *svc;
@@ -69,21 +90,140 @@ struct gw_will_service {
     struct event *grace_timer;
     pn_message_t *msg;
     bool stopping;
+    /* Group commit */
+    struct event *commit_ev;  /* activated by the first write of a batch */
+    will_pending_t *pending;  /* settled after the commit */
+    size_t npending, cappending;
+    size_t batch_writes;      /* writes in the open batch (bound: --batch-max) */
+    uint64_t batch_stored, batch_cleared; /* counted once the batch is committed */
     /* Metrics: written by the loop thread with GW_SVC_SET/INC, read by the
      * HTTP thread with GW_SVC_GET. */
     uint64_t stored, cleared, malformed, stolen;
-    int64_t held; /* wills held in the store (gauge) */
+    uint64_t commits; /* store commits (batches and single transactions) */
+    int64_t held;     /* wills held in the store (gauge) */
     int listening;
-    gw_svc_hist_t store_lat; /* AMQP_WILL / AMQP_WILL_CLEAR store writes */
+    gw_svc_hist_t store_lat; /* one per batch commit */
 };
 
-/* Refresh the gauges of stored wills (after a store change; not on a
- * per-message path: wills change once per MQTT connection). */
+/* Refresh the gauge of held wills (cheap: the store keeps the counts). */
 static void svc_count_wills(gw_will_service_t *svc)
 {
     int64_t held = 0, publishing = 0;
     if (gw_will_store_count(svc->store, &held, &publishing) == GW_OK)
         GW_SVC_SET(svc->held, held);
+    GW_SVC_SET(svc->commits, gw_will_store_commits(svc->store));
+}
+
+/* ------------------------------------------------------------------ */
+/* Group commit                                                        */
+/* ------------------------------------------------------------------ */
+
+static void svc_reply(pn_link_t *link, pn_delivery_t *dlv, uint64_t outcome, gw_err_t err,
+                      const char *desc)
+{
+    gw_amqp_settle(dlv, outcome, outcome == PN_REJECTED ? gw_err_amqp_condition(err) : NULL,
+                   outcome == PN_REJECTED ? desc : NULL);
+    pn_link_flow(link, 1);
+}
+
+/*
+ * Commit the open batch, then settle every delivery that waited for it:
+ * `accepted` only now that its write is durable; `rejected` if the commit
+ * failed (the batch is rolled back: none of its wills is stored, and none
+ * is acknowledged).
+ */
+static gw_err_t svc_batch_commit(gw_will_service_t *svc)
+{
+    gw_err_t err = GW_OK;
+    if (gw_will_store_in_batch(svc->store)) {
+        uint64_t t0 = gw_svc_now_us();
+        err = gw_will_store_commit(svc->store);
+        gw_svc_hist_observe(&svc->store_lat, gw_svc_now_us() - t0);
+        if (err != GW_OK)
+            GW_LOG_ERROR(WILL_MOD, NULL,
+                         "will store commit failed: %zu writes rolled back, %zu wills rejected",
+                         svc->batch_writes, svc->npending);
+    }
+    for (size_t i = 0; i < svc->npending; i++) {
+        will_pending_t *p = &svc->pending[i];
+        if (err != GW_OK)
+            svc_reply(p->link, p->dlv, PN_REJECTED, err, "will store failure");
+        else
+            svc_reply(p->link, p->dlv, PN_ACCEPTED, GW_OK, NULL);
+    }
+    if (err == GW_OK) {
+        GW_SVC_ADD(svc->stored, svc->batch_stored);
+        GW_SVC_ADD(svc->cleared, svc->batch_cleared);
+    }
+    svc->npending = 0;
+    svc->batch_writes = 0;
+    svc->batch_stored = svc->batch_cleared = 0;
+    svc_count_wills(svc);
+    return err;
+}
+
+static void svc_commit_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)svc_batch_commit(arg);
+}
+
+/* Open the batch (if needed) for one write; commit_ev commits it at the
+ * end of this loop iteration. */
+static gw_err_t svc_batch_begin(gw_will_service_t *svc)
+{
+    gw_err_t err = gw_will_store_begin(svc->store);
+    if (err != GW_OK)
+        return err;
+    if (!event_pending(svc->commit_ev, EV_TIMEOUT, NULL))
+        event_active(svc->commit_ev, EV_TIMEOUT, 0);
+    return GW_OK;
+}
+
+/* One write was made into the batch (dlv: its delivery, NULL if it needs
+ * no acknowledgement; stored: an AMQP_WILL put, cleared: an AMQP_WILL_CLEAR).
+ * Commits now when --batch-max writes wait. */
+static void svc_batch_wrote(gw_will_service_t *svc, will_conn_t *wc, pn_delivery_t *dlv,
+                            bool stored, bool cleared)
+{
+    svc->batch_stored += stored;
+    svc->batch_cleared += cleared;
+    if (dlv && svc->npending == svc->cappending) {
+        size_t cap = svc->cappending ? svc->cappending * 2 : 64;
+        will_pending_t *p = realloc(svc->pending, cap * sizeof *p);
+        if (!p) {
+            /* Cannot wait: make it durable now, then settle. */
+            gw_err_t err = svc_batch_commit(svc);
+            svc_reply(pn_delivery_link(dlv), dlv, err == GW_OK ? PN_ACCEPTED : PN_REJECTED, err,
+                      "will store failure");
+            return;
+        }
+        svc->pending = p;
+        svc->cappending = cap;
+    }
+    if (dlv)
+        svc->pending[svc->npending++] =
+            (will_pending_t){.dlv = dlv, .link = pn_delivery_link(dlv), .wc = wc};
+    svc->batch_writes++;
+    if (svc->batch_writes >= (size_t)svc->cfg->batch_max)
+        (void)svc_batch_commit(svc);
+}
+
+/* Forget waiting settlements of deliveries that proton is about to free
+ * (their link, or all links of wc when link is NULL). Their writes stay in
+ * the batch: the stream of changes keeps its order; only the outcome has
+ * nobody to go to. */
+static void svc_pending_purge(gw_will_service_t *svc, will_conn_t *wc, pn_link_t *link)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < svc->npending; i++) {
+        will_pending_t *p = &svc->pending[i];
+        if (link ? p->link == link : p->wc == wc)
+            continue;
+        svc->pending[j++] = *p;
+    }
+    svc->npending = j;
 }
 
 /* ------------------------------------------------------------------ */
@@ -226,6 +366,10 @@ static void svc_remove(gw_will_service_t *svc, will_entry_t *e)
 static void svc_publish(gw_will_service_t *svc, will_entry_t *e)
 {
     gw_will_rec_t *rec = NULL;
+    /* A put of this will may still be in the open batch: commit it (and
+     * acknowledge it) first; the move then finds it, or finds nothing if
+     * the commit failed (and the will was rejected). */
+    (void)svc_batch_commit(svc);
     gw_err_t err = gw_will_store_mark_publishing(svc->store, e->name, &rec);
     if (err == GW_OK) {
         GW_LOG_INFO(WILL_MOD, e->name, "publishing will topic=%s qos=%u retain=%d", rec->topic,
@@ -368,14 +512,21 @@ static void svc_link_closed(will_conn_t *wc, pn_link_t *link, bool closed)
     will_entry_t *e = pn_link_is_receiver(link) ? svc_entry_of(wc, link) : NULL;
     pn_condition_t *c = pn_link_remote_condition(link);
 
+    /* proton frees the link's deliveries with it: no outcome can go out. */
+    svc_pending_purge(svc, wc, link);
     if (e) {
         if (!pn_condition_is_set(c)) {
-            /* Clean DISCONNECT: the client's will must not be published. */
-            gw_err_t err = gw_will_store_delete(svc->store, e->name);
-            if (err != GW_OK && err != GW_ERR_NOT_FOUND)
+            /* Clean DISCONNECT: the client's will must not be published.
+             * The delete goes into the batch (no acknowledgement to wait
+             * for), after any put of this link in the same batch. */
+            gw_err_t err = svc_batch_begin(svc);
+            if (err == GW_OK)
+                err = gw_will_store_delete(svc->store, e->name);
+            if (err == GW_OK)
+                svc_batch_wrote(svc, wc, NULL, false, false);
+            else if (err != GW_ERR_NOT_FOUND)
                 GW_LOG_ERROR(WILL_MOD, e->name, "cannot delete will: %s", gw_err_str(err));
             GW_LOG_DEBUG(WILL_MOD, e->name, "will link closed cleanly: will discarded");
-            svc_count_wills(svc);
             svc_remove(svc, e);
         } else if (strcmp(pn_condition_get_name(c), GW_SPEC_COND_STOLEN) == 0) {
             /* A peer (router, gateway) says a newer link owns the name: the
@@ -396,14 +547,6 @@ static void svc_link_closed(will_conn_t *wc, pn_link_t *link, bool closed)
             pn_link_detach(link);
     }
     pn_link_free(link);
-}
-
-static void svc_reply(pn_link_t *link, pn_delivery_t *dlv, uint64_t outcome, gw_err_t err,
-                      const char *desc)
-{
-    gw_amqp_settle(dlv, outcome, outcome == PN_REJECTED ? gw_err_amqp_condition(err) : NULL,
-                   outcome == PN_REJECTED ? desc : NULL);
-    pn_link_flow(link, 1);
 }
 
 static void svc_delivery(will_conn_t *wc, pn_delivery_t *dlv)
@@ -484,30 +627,26 @@ static void svc_delivery(will_conn_t *wc, pn_delivery_t *dlv)
                        .payload_len = m.publish.payload.len,
                        .qos = m.publish.qos,
                        .retain = m.publish.retain};
-        /* Accepted only once durably stored. */
-        uint64_t t0 = gw_svc_now_us();
-        err = gw_will_store_put(svc->store, e->name, &w);
-        gw_svc_hist_observe(&svc->store_lat, gw_svc_now_us() - t0);
-        if (err == GW_OK) {
-            GW_SVC_INC(svc->stored);
+        /* Accepted only once durably stored: after the batch commit. */
+        err = svc_batch_begin(svc);
+        if (err == GW_OK)
+            err = gw_will_store_put(svc->store, e->name, &w);
+        if (err == GW_OK)
             GW_LOG_DEBUG(WILL_MOD, e->name, "will stored topic=%.*s qos=%u retain=%d",
                          (int)w.topic_len, w.topic, (unsigned)w.qos, (int)w.retain);
-        }
     } else {
-        uint64_t t0 = gw_svc_now_us();
-        err = gw_will_store_delete(svc->store, e->name);
-        gw_svc_hist_observe(&svc->store_lat, gw_svc_now_us() - t0);
+        err = svc_batch_begin(svc);
+        if (err == GW_OK)
+            err = gw_will_store_delete(svc->store, e->name);
         if (err == GW_ERR_NOT_FOUND)
             err = GW_OK;
-        if (err == GW_OK) {
-            GW_SVC_INC(svc->cleared);
+        if (err == GW_OK)
             GW_LOG_DEBUG(WILL_MOD, e->name, "will cleared");
-        }
     }
+    bool clear = m.kind != GW_SPEC_WILL;
     gw_spec_msg_clear(&m);
-    svc_count_wills(svc);
     if (err == GW_OK)
-        svc_reply(link, dlv, PN_ACCEPTED, GW_OK, NULL);
+        svc_batch_wrote(svc, wc, dlv, !clear, clear);
     else
         svc_reply(link, dlv, PN_REJECTED, err, "will store failure");
 }
@@ -583,12 +722,15 @@ static void svc_on_state(gw_amqp_conn_t *conn, gw_amqp_state_t st, const char *c
                  desc ? desc : "");
         GW_LOG_INFO(WILL_MOD, NULL, "connection down peer=%s: %s %s", gw_amqp_conn_peer(conn),
                     cond ? cond : "closed", desc ? desc : "");
-        /* Every link of the connection is gone (and freed after we return). */
+        /* Every link of the connection is gone (and freed after we return);
+         * their writes stay in the batch, their outcomes are dropped. */
+        svc_pending_purge(svc, wc, NULL);
         while (wc->entries)
             svc_owner_lost(svc, wc->entries, why);
         break;
     }
     case GW_AMQP_CLOSED:
+        svc_pending_purge(svc, wc, NULL);
         while (wc->entries)
             svc_owner_lost(svc, wc->entries, "connection closed");
         gw_svc_conns_remove(&svc->conns, &wc->base);
@@ -661,7 +803,8 @@ gw_err_t gw_will_service_start(struct event_base *base, const gw_will_config_t *
     svc->buckets = calloc(svc->nbuckets, sizeof *svc->buckets);
     svc->msg = pn_message();
     svc->grace_timer = evtimer_new(base, svc_grace_cb, svc);
-    if (!svc->buckets || !svc->msg || !svc->grace_timer) {
+    svc->commit_ev = event_new(base, -1, 0, svc_commit_cb, svc);
+    if (!svc->buckets || !svc->msg || !svc->grace_timer || !svc->commit_ev) {
         err = GW_ERR_NOMEM;
         goto cleanup;
     }
@@ -721,6 +864,8 @@ void gw_will_service_stop(gw_will_service_t *svc)
     if (svc->stopping)
         return;
     svc->stopping = true;
+    /* Wills waiting for the commit are acknowledged before the close. */
+    (void)svc_batch_commit(svc);
     GW_LOG_INFO(WILL_MOD, NULL, "stopping: stored wills are kept");
     if (svc->lst) {
         gw_amqp_listener_free(svc->lst);
@@ -739,6 +884,8 @@ void gw_will_service_free(gw_will_service_t *svc)
     if (!svc)
         return;
     svc->stopping = true; /* nothing is published from here on */
+    if (svc->store)
+        (void)svc_batch_commit(svc); /* durable; the outcomes go nowhere now */
     if (svc->lst)
         gw_amqp_listener_free(svc->lst);
     while (svc->conns.head) {
@@ -765,11 +912,16 @@ void gw_will_service_free(gw_will_service_t *svc)
     }
     if (svc->grace_timer)
         event_free(svc->grace_timer);
+    if (svc->commit_ev)
+        event_free(svc->commit_ev);
+    free(svc->pending);
     if (svc->msg)
         pn_message_free(svc->msg);
-    GW_LOG_INFO(WILL_MOD, NULL, "stats stored=%llu cleared=%llu malformed=%llu stolen=%llu",
+    GW_LOG_INFO(WILL_MOD, NULL,
+                "stats stored=%llu cleared=%llu malformed=%llu stolen=%llu commits=%llu",
                 (unsigned long long)svc->stored, (unsigned long long)svc->cleared,
-                (unsigned long long)svc->malformed, (unsigned long long)svc->stolen);
+                (unsigned long long)svc->malformed, (unsigned long long)svc->stolen,
+                (unsigned long long)svc->commits);
     gw_will_store_close(svc->store);
     free(svc);
 }
@@ -827,6 +979,13 @@ void gw_will_service_collect(gw_metrics_writer_t *w, void *arg)
                      (double)GW_SVC_GET(ps->up));
     gw_metrics_gauge(w, "gw_will_router_connections_up", "router connections up", NULL,
                      (double)GW_SVC_GET(svc->conns.routers_up));
-    GW_SVC_HIST_WRITE(w, "gw_will_store_seconds", "latency of durable will store writes",
+    gw_metrics_counter(w, "gw_will_store_commits_total",
+                       "will store transactions committed (one per group commit of "
+                       "AMQP_WILL/AMQP_WILL_CLEAR/clean-detach writes, one per will moved "
+                       "to publishing or published outside a batch)",
+                       NULL, GW_SVC_GET(svc->commits));
+    GW_SVC_HIST_WRITE(w, "gw_will_store_seconds",
+                      "latency of will store group commits (one observation per batch "
+                      "commit, not per will)",
                       &svc->store_lat);
 }

@@ -16,9 +16,13 @@
  *    gw_will_store_published() once the publication is done (accepted for
  *    QoS 1/2, sent for QoS 0).
  *
- * Every write returns only after the transaction is committed with the
- * durability chosen at open (see gw_will_sync_t): a will is acknowledged
- * (AMQP accepted) only after gw_will_store_put() returned GW_OK.
+ * Group commit: outside a batch every write is its own transaction and
+ * returns only after it is committed with the durability chosen at open
+ * (see gw_will_sync_t). gw_will_store_begin() opens a batch: the writes
+ * that follow (put, delete, published) go into that one transaction, in
+ * the order they are made, and are durable only once gw_will_store_commit()
+ * returned GW_OK. The caller acknowledges a will (AMQP accepted) only after
+ * the commit that contains it (service.c).
  *
  * Ownership: gw_will_rec_t records returned or handed to callbacks are
  * owned by the receiver and released with gw_will_rec_free(). Input
@@ -77,9 +81,30 @@ gw_err_t gw_will_store_open(const char *path, gw_will_sync_t sync, gw_will_store
 /** Close; NULL is a no-op. */
 void gw_will_store_close(gw_will_store_t *st);
 
-/** Create or replace the held will of name; durable on GW_OK. */
+/**
+ * Begin a batch transaction unless one is open (GW_OK then). Writes made
+ * until gw_will_store_commit() are atomic together and not yet durable.
+ */
+gw_err_t gw_will_store_begin(gw_will_store_t *st);
+/** True while a batch transaction is open. */
+bool gw_will_store_in_batch(const gw_will_store_t *st);
+/**
+ * Commit the open batch (GW_OK at once if none is open). On failure the
+ * whole batch is rolled back (none of its writes happened), the counts of
+ * gw_will_store_count() are read again, and GW_ERR_STORE is returned.
+ */
+gw_err_t gw_will_store_commit(gw_will_store_t *st);
+/** Number of commits made since open (autocommit writes and batches). */
+uint64_t gw_will_store_commits(const gw_will_store_t *st);
+
+/**
+ * Create or replace the held will of name. Durable on GW_OK outside a
+ * batch; inside one, once the batch is committed. After a failed write
+ * inside a batch the batch may already be rolled back by SQLite: every
+ * later write fails too and the commit reports the failure.
+ */
 gw_err_t gw_will_store_put(gw_will_store_t *st, const char *name, const gw_will_t *will);
-/** Delete the held will of name. GW_ERR_NOT_FOUND if there was none. */
+/** Delete the held will of name (batched like put). GW_ERR_NOT_FOUND if there was none. */
 gw_err_t gw_will_store_delete(gw_will_store_t *st, const char *name);
 /** Copy of the held will of name (*out owned by the caller). GW_ERR_NOT_FOUND if none. */
 gw_err_t gw_will_store_get(gw_will_store_t *st, const char *name, gw_will_rec_t **out);
@@ -87,17 +112,27 @@ gw_err_t gw_will_store_get(gw_will_store_t *st, const char *name, gw_will_rec_t 
 gw_err_t gw_will_store_list(gw_will_store_t *st, gw_will_store_cb cb, void *ctx);
 
 /**
- * Atomically move the held will of name to the publishing set. *out (owned
- * by the caller) has the new id. GW_ERR_NOT_FOUND if name has no held will.
+ * Atomically move the held will of name to the publishing set, in its own
+ * durable transaction: no batch may be open (GW_ERR_INVAL; commit it first,
+ * so that a will stored in the batch is committed before it is moved).
+ * *out (owned by the caller) has the new id. GW_ERR_NOT_FOUND if name has
+ * no held will.
  */
 gw_err_t gw_will_store_mark_publishing(gw_will_store_t *st, const char *name,
                                        gw_will_rec_t **out);
 /** Every publishing will, oldest first. */
 gw_err_t gw_will_store_list_publishing(gw_will_store_t *st, gw_will_store_cb cb, void *ctx);
-/** The publication of id is done: forget it. GW_ERR_NOT_FOUND if unknown. */
+/**
+ * The publication of id is done: forget it (inside the batch if one is
+ * open). GW_ERR_NOT_FOUND if unknown.
+ */
 gw_err_t gw_will_store_published(gw_will_store_t *st, int64_t id);
 
-/** Number of held and publishing wills (metrics, tests). */
+/**
+ * Number of held and publishing wills (metrics, tests), including the
+ * uncommitted writes of an open batch. Kept up to date by the writes
+ * (no table scan): cheap enough to call after every change.
+ */
 gw_err_t gw_will_store_count(gw_will_store_t *st, int64_t *held, int64_t *publishing);
 
 void gw_will_rec_free(gw_will_rec_t *rec);

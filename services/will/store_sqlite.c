@@ -2,8 +2,14 @@
  * store_sqlite.c - SQLite backend of the will store (see store.h).
  *
  * WAL journal (readers never block the writer, one sequential append per
- * commit), prepared statements kept for the life of the store, and
- * explicit transactions where a change touches two tables.
+ * commit), prepared statements kept for the life of the store, explicit
+ * transactions where a change touches two tables, and batches (group
+ * commit): the writes of many wills in one transaction, one fsync.
+ *
+ * The counts of held and publishing wills are kept in memory, adjusted by
+ * each write (a put knows whether it inserted or replaced) and read again
+ * from the tables only at open and after a rollback: count(*) walks a whole
+ * table, too slow to run after every will.
  */
 #include "store.h"
 
@@ -16,7 +22,8 @@
 #define STORE_MOD "will-store"
 
 enum {
-    ST_PUT,
+    ST_INSERT,
+    ST_UPDATE,
     ST_DELETE,
     ST_GET,
     ST_LIST,
@@ -33,11 +40,12 @@ enum {
 };
 
 static const char *const store_sql[ST__N] = {
-    [ST_PUT] = "INSERT INTO wills(name, topic, payload, qos, retain, updated) "
-               "VALUES(?1, ?2, ?3, ?4, ?5, strftime('%s','now')) "
-               "ON CONFLICT(name) DO UPDATE SET topic = excluded.topic, "
-               "payload = excluded.payload, qos = excluded.qos, retain = excluded.retain, "
-               "updated = excluded.updated",
+    /* Insert, or (no row changed) update: tells a new will from a replaced one. */
+    [ST_INSERT] = "INSERT INTO wills(name, topic, payload, qos, retain, updated) "
+                  "VALUES(?1, ?2, ?3, ?4, ?5, strftime('%s','now')) "
+                  "ON CONFLICT(name) DO NOTHING",
+    [ST_UPDATE] = "UPDATE wills SET topic = ?2, payload = ?3, qos = ?4, retain = ?5, "
+                  "updated = strftime('%s','now') WHERE name = ?1",
     [ST_DELETE] = "DELETE FROM wills WHERE name = ?1",
     [ST_GET] = "SELECT 0, name, topic, payload, qos, retain FROM wills WHERE name = ?1",
     [ST_LIST] = "SELECT 0, name, topic, payload, qos, retain FROM wills ORDER BY name",
@@ -78,6 +86,9 @@ static const char store_schema[] =
 struct gw_will_store {
     sqlite3 *db;
     sqlite3_stmt *st[ST__N];
+    bool in_batch;       /* a batch transaction is open (gw_will_store_begin) */
+    int64_t held, pub;   /* rows of wills / publishing, open batch included */
+    uint64_t commits;    /* transactions committed */
 };
 
 static gw_err_t store_fail(gw_will_store_t *st, const char *what)
@@ -85,6 +96,8 @@ static gw_err_t store_fail(gw_will_store_t *st, const char *what)
     GW_LOG_ERROR(STORE_MOD, NULL, "%s: %s", what, sqlite3_errmsg(st->db));
     return GW_ERR_STORE;
 }
+
+static gw_err_t store_recount(gw_will_store_t *st);
 
 /* Run a statement that returns no rows, then reset it. */
 static gw_err_t store_exec(gw_will_store_t *st, int which)
@@ -134,6 +147,9 @@ gw_err_t gw_will_store_open(const char *path, gw_will_sync_t sync, gw_will_store
             goto cleanup;
         }
     }
+    err = store_recount(st);
+    if (err != GW_OK)
+        goto cleanup;
     *out = st;
     st = NULL;
 cleanup:
@@ -146,6 +162,8 @@ void gw_will_store_close(gw_will_store_t *st)
 {
     if (!st)
         return;
+    if (st->in_batch && st->st[ST_COMMIT])
+        (void)gw_will_store_commit(st);
     for (int i = 0; i < ST__N; i++)
         sqlite3_finalize(st->st[i]);
     sqlite3_close(st->db);
@@ -227,13 +245,73 @@ static gw_err_t store_iterate(gw_will_store_t *st, int which, gw_will_store_cb c
     return err;
 }
 
-gw_err_t gw_will_store_put(gw_will_store_t *st, const char *name, const gw_will_t *will)
+/*
+ * Before a write: inside a batch, the transaction must still be open.
+ * SQLite rolls back the whole transaction by itself on some errors (disk
+ * full, I/O error, out of memory); a write after that would run in
+ * autocommit mode, durable at once although the batch it belongs to is
+ * lost. Refuse it; gw_will_store_commit() then reports the failure.
+ */
+static gw_err_t store_write_check(gw_will_store_t *st)
 {
-    sqlite3_stmt *s = st->st[ST_PUT];
-    if (!name || !will || (!will->topic && will->topic_len) || will->qos > 2 ||
-        will->topic_len > INT32_MAX || will->payload_len > INT32_MAX)
-        return GW_ERR_INVAL;
-    /* SQLITE_STATIC: the statement is stepped and reset before we return. */
+    if (st->in_batch && sqlite3_get_autocommit(st->db)) {
+        GW_LOG_ERROR(STORE_MOD, NULL, "batch transaction was rolled back: write refused");
+        return GW_ERR_STORE;
+    }
+    return GW_OK;
+}
+
+/* After a successful write: outside a batch it was its own commit. */
+static void store_written(gw_will_store_t *st)
+{
+    if (!st->in_batch)
+        st->commits++;
+}
+
+gw_err_t gw_will_store_begin(gw_will_store_t *st)
+{
+    if (st->in_batch)
+        return GW_OK;
+    gw_err_t err = store_exec(st, ST_BEGIN);
+    if (err == GW_OK)
+        st->in_batch = true;
+    return err;
+}
+
+bool gw_will_store_in_batch(const gw_will_store_t *st) { return st->in_batch; }
+
+uint64_t gw_will_store_commits(const gw_will_store_t *st) { return st->commits; }
+
+gw_err_t gw_will_store_commit(gw_will_store_t *st)
+{
+    gw_err_t err = GW_OK;
+    if (!st->in_batch)
+        return GW_OK;
+    st->in_batch = false;
+    if (sqlite3_get_autocommit(st->db)) {
+        /* Already rolled back by SQLite (see store_write_check). */
+        GW_LOG_ERROR(STORE_MOD, NULL, "commit: the batch transaction was rolled back");
+        err = GW_ERR_STORE;
+    } else {
+        err = store_exec(st, ST_COMMIT);
+        if (err != GW_OK && !sqlite3_get_autocommit(st->db))
+            (void)store_exec(st, ST_ROLLBACK);
+    }
+    if (err == GW_OK) {
+        st->commits++;
+    } else if (store_recount(st) != GW_OK) {
+        /* Counts are only metrics: keep the old ones. */
+        GW_LOG_WARN(STORE_MOD, NULL, "cannot count wills after a rollback");
+    }
+    return err;
+}
+
+/* Bind (name, topic, payload, qos, retain) to ?1..?5 of statement which. */
+static gw_err_t store_bind_will(gw_will_store_t *st, int which, const char *name,
+                                const gw_will_t *will)
+{
+    sqlite3_stmt *s = st->st[which];
+    /* SQLITE_STATIC: the statement is stepped and reset before put returns. */
     if (sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC) != SQLITE_OK ||
         sqlite3_bind_text(s, 2, will->topic ? will->topic : "", (int)will->topic_len,
                           SQLITE_STATIC) != SQLITE_OK ||
@@ -245,19 +323,54 @@ gw_err_t gw_will_store_put(gw_will_store_t *st, const char *name, const gw_will_
         sqlite3_clear_bindings(s);
         return err;
     }
-    /* Autocommit: the single statement is its own durable transaction. */
-    return store_exec(st, ST_PUT);
+    return GW_OK;
+}
+
+gw_err_t gw_will_store_put(gw_will_store_t *st, const char *name, const gw_will_t *will)
+{
+    gw_err_t err;
+    if (!name || !will || (!will->topic && will->topic_len) || will->qos > 2 ||
+        will->topic_len > INT32_MAX || will->payload_len > INT32_MAX)
+        return GW_ERR_INVAL;
+    err = store_write_check(st);
+    if (err != GW_OK)
+        return err;
+    /* A new client id (the common case: one statement), else a replacement.
+     * Outside a batch the two statements cannot interleave with another
+     * writer: this process is the only one writing the store. */
+    err = store_bind_will(st, ST_INSERT, name, will);
+    if (err == GW_OK)
+        err = store_exec(st, ST_INSERT);
+    if (err != GW_OK)
+        return err;
+    if (sqlite3_changes(st->db) > 0) {
+        st->held++;
+    } else {
+        err = store_bind_will(st, ST_UPDATE, name, will);
+        if (err == GW_OK)
+            err = store_exec(st, ST_UPDATE);
+        if (err != GW_OK)
+            return err;
+    }
+    store_written(st);
+    return GW_OK;
 }
 
 gw_err_t gw_will_store_delete(gw_will_store_t *st, const char *name)
 {
-    gw_err_t err;
+    gw_err_t err = store_write_check(st);
+    if (err != GW_OK)
+        return err;
     if (sqlite3_bind_text(st->st[ST_DELETE], 1, name, -1, SQLITE_STATIC) != SQLITE_OK)
         return store_fail(st, "bind");
     err = store_exec(st, ST_DELETE);
-    if (err == GW_OK && sqlite3_changes(st->db) == 0)
-        err = GW_ERR_NOT_FOUND;
-    return err;
+    if (err != GW_OK)
+        return err;
+    if (sqlite3_changes(st->db) == 0)
+        return GW_ERR_NOT_FOUND;
+    st->held--;
+    store_written(st);
+    return GW_OK;
 }
 
 gw_err_t gw_will_store_get(gw_will_store_t *st, const char *name, gw_will_rec_t **out)
@@ -280,6 +393,8 @@ gw_err_t gw_will_store_mark_publishing(gw_will_store_t *st, const char *name,
     int64_t id;
 
     *out = NULL;
+    if (st->in_batch)
+        return GW_ERR_INVAL; /* the caller commits the batch first (store.h) */
     err = store_exec(st, ST_BEGIN);
     if (err != GW_OK)
         return err;
@@ -307,6 +422,11 @@ gw_err_t gw_will_store_mark_publishing(gw_will_store_t *st, const char *name,
     if (err != GW_OK)
         goto cleanup;
     err = store_exec(st, ST_COMMIT);
+    if (err == GW_OK) {
+        st->held--;
+        st->pub++;
+        st->commits++;
+    }
 cleanup:
     if (err != GW_OK) {
         /* Nothing of the move is visible: the will stays held. */
@@ -325,12 +445,18 @@ gw_err_t gw_will_store_list_publishing(gw_will_store_t *st, gw_will_store_cb cb,
 
 gw_err_t gw_will_store_published(gw_will_store_t *st, int64_t id)
 {
-    gw_err_t err;
+    gw_err_t err = store_write_check(st);
+    if (err != GW_OK)
+        return err;
     sqlite3_bind_int64(st->st[ST_DELETE_PENDING], 1, id);
     err = store_exec(st, ST_DELETE_PENDING);
-    if (err == GW_OK && sqlite3_changes(st->db) == 0)
-        err = GW_ERR_NOT_FOUND;
-    return err;
+    if (err != GW_OK)
+        return err;
+    if (sqlite3_changes(st->db) == 0)
+        return GW_ERR_NOT_FOUND;
+    st->pub--;
+    store_written(st);
+    return GW_OK;
 }
 
 static gw_err_t store_count_one(gw_will_store_t *st, int which, int64_t *n)
@@ -345,12 +471,25 @@ static gw_err_t store_count_one(gw_will_store_t *st, int which, int64_t *n)
     return err;
 }
 
+/* Read both counts from the tables (at open, after a rollback). */
+static gw_err_t store_recount(gw_will_store_t *st)
+{
+    int64_t held = 0, pub = 0;
+    gw_err_t err = store_count_one(st, ST_COUNT_HELD, &held);
+    if (err == GW_OK)
+        err = store_count_one(st, ST_COUNT_PENDING, &pub);
+    if (err == GW_OK) {
+        st->held = held;
+        st->pub = pub;
+    }
+    return err;
+}
+
 gw_err_t gw_will_store_count(gw_will_store_t *st, int64_t *held, int64_t *publishing)
 {
-    gw_err_t err = GW_OK;
     if (held)
-        err = store_count_one(st, ST_COUNT_HELD, held);
-    if (err == GW_OK && publishing)
-        err = store_count_one(st, ST_COUNT_PENDING, publishing);
-    return err;
+        *held = st->held;
+    if (publishing)
+        *publishing = st->pub;
+    return GW_OK;
 }

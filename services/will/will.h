@@ -38,6 +38,7 @@ typedef struct gw_will_config {
     int64_t max_rejects;   /* rejected publications retried this many times, then dropped */
     int64_t credit;        /* per will link */
     int64_t max_will_size; /* bytes of one AMQP_WILL message */
+    int64_t batch_max;     /* store writes per group commit, at most */
 } gw_will_config_t;
 
 extern const gw_config_spec_t gw_will_config_spec;

@@ -258,6 +258,111 @@ static void test_large_payload(void **state)
     free(big);
 }
 
+/* Rows of wills as another connection sees them (committed data only). */
+static int64_t committed_rows(fixture_t *f)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *q = NULL;
+    int64_t n = -1;
+    assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM wills", -1, &q, NULL),
+                     SQLITE_OK);
+    if (sqlite3_step(q) == SQLITE_ROW)
+        n = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return n;
+}
+
+static void test_batch_commit(void **state)
+{
+    fixture_t *f = *state;
+    gw_will_rec_t *rec = NULL;
+    gw_will_t w1 = mkwill("t/1", "1", 1, 1, false);
+    gw_will_t w2 = mkwill("t/2", "2", 1, 0, true);
+    int64_t held = -1, pub = -1;
+    uint64_t commits0 = gw_will_store_commits(f->st);
+
+    assert_false(gw_will_store_in_batch(f->st));
+    assert_int_equal(gw_will_store_begin(f->st), GW_OK);
+    assert_int_equal(gw_will_store_begin(f->st), GW_OK); /* idempotent */
+    assert_true(gw_will_store_in_batch(f->st));
+    /* Writes of one name in order: put, replace, delete, put again. */
+    assert_int_equal(gw_will_store_put(f->st, "a", &w1), GW_OK);
+    assert_int_equal(gw_will_store_put(f->st, "a", &w2), GW_OK);
+    assert_int_equal(gw_will_store_put(f->st, "b", &w1), GW_OK);
+    assert_int_equal(gw_will_store_delete(f->st, "b"), GW_OK);
+    assert_int_equal(gw_will_store_delete(f->st, "b"), GW_ERR_NOT_FOUND);
+    assert_int_equal(gw_will_store_put(f->st, "c", &w1), GW_OK);
+    /* Visible to this connection, counted, not committed yet. */
+    assert_int_equal(gw_will_store_count(f->st, &held, &pub), GW_OK);
+    assert_int_equal(held, 2);
+    assert_int_equal(committed_rows(f), 0);
+    assert_int_equal(gw_will_store_commits(f->st), commits0);
+    /* The move needs its own transaction: refused inside a batch. */
+    assert_int_equal(gw_will_store_mark_publishing(f->st, "a", &rec), GW_ERR_INVAL);
+    assert_null(rec);
+
+    assert_int_equal(gw_will_store_commit(f->st), GW_OK);
+    assert_false(gw_will_store_in_batch(f->st));
+    assert_int_equal(gw_will_store_commits(f->st), commits0 + 1);
+    assert_int_equal(committed_rows(f), 2);
+    assert_int_equal(gw_will_store_commit(f->st), GW_OK); /* none open: no-op */
+    assert_int_equal(gw_will_store_commits(f->st), commits0 + 1);
+    assert_int_equal(gw_will_store_get(f->st, "a", &rec), GW_OK);
+    assert_string_equal(rec->topic, "t/2");
+    assert_true(rec->retain);
+    gw_will_rec_free(rec);
+
+    /* Counts follow moves and publications; outside a batch each write commits. */
+    assert_int_equal(gw_will_store_mark_publishing(f->st, "a", &rec), GW_OK);
+    assert_int_equal(gw_will_store_count(f->st, &held, &pub), GW_OK);
+    assert_int_equal(held, 1);
+    assert_int_equal(pub, 1);
+    assert_int_equal(gw_will_store_begin(f->st), GW_OK);
+    assert_int_equal(gw_will_store_published(f->st, rec->id), GW_OK);
+    assert_int_equal(gw_will_store_commit(f->st), GW_OK);
+    gw_will_rec_free(rec);
+    assert_int_equal(gw_will_store_count(f->st, &held, &pub), GW_OK);
+    assert_int_equal(held, 1);
+    assert_int_equal(pub, 0);
+    assert_int_equal(gw_will_store_commits(f->st), commits0 + 3);
+
+    /* A batch still open at close is committed. */
+    assert_int_equal(gw_will_store_begin(f->st), GW_OK);
+    assert_int_equal(gw_will_store_put(f->st, "d", &w1), GW_OK);
+    reopen(f);
+    assert_int_equal(gw_will_store_count(f->st, &held, &pub), GW_OK);
+    assert_int_equal(held, 2);
+}
+
+/* SQLite may roll a transaction back by itself (I/O error, disk full): the
+ * later writes of that batch and its commit must fail, not run in
+ * autocommit mode, and the counts must match the tables again. */
+static void test_batch_rolled_back_underneath(void **state)
+{
+    fixture_t *f = *state;
+    gw_will_t w = mkwill("t", "p", 1, 1, false);
+    int64_t held = -1, pub = -1;
+
+    assert_int_equal(gw_will_store_put(f->st, "kept", &w), GW_OK);
+    assert_int_equal(gw_will_store_begin(f->st), GW_OK);
+    assert_int_equal(gw_will_store_put(f->st, "lost1", &w), GW_OK);
+    assert_int_equal(sqlite3_exec(f->st->db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(gw_will_store_put(f->st, "lost2", &w), GW_ERR_STORE);
+    assert_int_equal(gw_will_store_delete(f->st, "kept"), GW_ERR_STORE);
+    assert_int_equal(gw_will_store_commit(f->st), GW_ERR_STORE);
+    assert_false(gw_will_store_in_batch(f->st));
+    assert_int_equal(gw_will_store_count(f->st, &held, &pub), GW_OK);
+    assert_int_equal(held, 1);
+    assert_int_equal(committed_rows(f), 1);
+    /* The store works again afterwards. */
+    assert_int_equal(gw_will_store_begin(f->st), GW_OK);
+    assert_int_equal(gw_will_store_put(f->st, "next", &w), GW_OK);
+    assert_int_equal(gw_will_store_commit(f->st), GW_OK);
+    assert_int_equal(committed_rows(f), 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -267,6 +372,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_mark_publishing_and_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_stops_on_callback_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_payload, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_rolled_back_underneath, setup, teardown),
     };
     gw_log_set_level(GW_LOG_LEVEL_ERROR);
     return cmocka_run_group_tests(tests, NULL, NULL);
