@@ -13,6 +13,13 @@
 
 static void on_session_remote_close(gw_ssn_slot_t *slot);
 
+/* The destination of a connection-level link (the shared L2). */
+static gw_dest_t *ctx_dest(gw_amqp_conn_t *conn, gw_glink_t *gl)
+{
+    (void)gl;
+    return gw_amqp_conn_ctx(conn);
+}
+
 static void on_link_flow(gw_glink_t *gl)
 {
     gw_client_t *c = gl->client;
@@ -20,7 +27,6 @@ static void on_link_flow(gw_glink_t *gl)
         return;
     switch (gl->role) {
     case GW_LINK_WILL:
-    case GW_LINK_SS:
         gw_connect_progress(c);
         break;
     case GW_LINK_PUBREL:
@@ -46,13 +52,7 @@ static void on_sender_delivery(gw_glink_t *gl, pn_delivery_t *dlv)
     unsigned kind = GW_DTAG_KIND(pn_delivery_get_context(dlv));
     switch (kind) {
     case GW_DK_WILL:
-    case GW_DK_CLOSE:
-    case GW_DK_LIST:
-        gw_connect_on_outcome(c, gl, dlv);
-        break;
-    case GW_DK_SUBSCRIBE:
-    case GW_DK_UNSUBSCRIBE:
-        gw_subscribe_on_outcome(c, dlv);
+        gw_connect_on_outcome(c, dlv, kind);
         break;
     case GW_DK_PUB1:
     case GW_DK_PUB2:
@@ -95,7 +95,9 @@ void gw_amqp_events_on_event(gw_amqp_conn_t *conn, pn_event_t *event, void *ctx)
     switch (pn_event_type(event)) {
     case PN_LINK_FLOW: {
         gw_glink_t *gl = gw_glink_of(pn_event_link(event));
-        if (gl && gl->client->state != GW_CLIENT_CLOSING)
+        if (gl && !gl->client)
+            gw_ss_on_flow(ctx_dest(conn, gl));
+        else if (gl && gl->client->state != GW_CLIENT_CLOSING)
             on_link_flow(gl);
         break;
     }
@@ -103,6 +105,10 @@ void gw_amqp_events_on_event(gw_amqp_conn_t *conn, pn_event_t *event, void *ctx)
         pn_delivery_t *dlv = pn_event_delivery(event);
         pn_link_t *link = pn_delivery_link(dlv);
         gw_glink_t *gl = gw_glink_of(link);
+        if (gl && !gl->client) {
+            gw_ss_on_delivery(ctx_dest(conn, gl), dlv);
+            break;
+        }
         if (!gl || gl->client->state == GW_CLIENT_CLOSING)
             break; /* link of a closed client: left unsettled for the peer */
         if (pn_link_is_receiver(link)) {
@@ -121,16 +127,24 @@ void gw_amqp_events_on_event(gw_amqp_conn_t *conn, pn_event_t *event, void *ctx)
         /* IoT: an attached link without credit means "no consumer": QoS 0
          * telemetry waiting for that link is now dropped (iot.c). */
         gw_glink_t *gl = gw_glink_of(pn_event_link(event));
-        if (gl && gl->client->iot && gl->client->state == GW_CLIENT_CONNECTED &&
+        if (!gl || !gl->client)
+            break;
+        if (gl->client->iot && gl->client->state == GW_CLIENT_CONNECTED &&
             gl->client->blocked_credit)
             gw_client_resume(gl->client);
+        /* AMQP_LIST/CLOSE wait for the peer's attach of L3/L4 (spec 4.2 step 11) */
+        if (gl->client->state == GW_CLIENT_CONNECTING &&
+            (gl->role == GW_LINK_CONTROL || gl->role == GW_LINK_PUBLISH))
+            gw_connect_progress(gl->client);
         break;
     }
     case PN_LINK_REMOTE_DETACH:
     case PN_LINK_REMOTE_CLOSE: {
         pn_link_t *link = pn_event_link(event);
         gw_glink_t *gl = gw_glink_of(link);
-        if (gl && gl->client->state != GW_CLIENT_CLOSING) {
+        if (gl && !gl->client) {
+            gw_ss_on_remote_close(ctx_dest(conn, gl), link);
+        } else if (gl && gl->client->state != GW_CLIENT_CLOSING) {
             on_link_remote_close(gl, link);
         } else if (!pn_link_get_context(link)) {
             gw_link_free_released(link); /* released by us (gw_link_release) */
@@ -159,7 +173,7 @@ void gw_amqp_events_on_event(gw_amqp_conn_t *conn, pn_event_t *event, void *ctx)
 static bool forget_dest(gw_client_t *c, size_t d)
 {
     bool used = c->ssn[d] != NULL;
-    gw_glink_t *fixed[] = {&c->l_will, &c->l_ss, &c->l_control, &c->l_publish, &c->l_pubrel};
+    gw_glink_t *fixed[] = {&c->l_will, &c->l_control, &c->l_publish, &c->l_pubrel};
     c->ssn[d] = NULL;
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
         if (fixed[i]->pn && fixed[i]->dest == d) {
@@ -227,6 +241,7 @@ static void on_client_conn_state(gw_dest_t *dest, gw_amqp_state_t state, const c
         dest->up = false;
         forget_dest(c, dest->index);
         gw_dest_forget_slots(dest);
+        gw_ss_dest_down(dest);
         gw_worker_reap_forget(c->w, gw_amqp_conn_pn(dest->conn));
         snprintf(why, sizeof(why), "AMQP connection lost: %s %s", cond ? cond : "closed",
                  desc ? desc : "");
@@ -289,6 +304,7 @@ void gw_amqp_events_on_state(gw_amqp_conn_t *conn, gw_amqp_state_t state, const 
             }
         }
         gw_dest_forget_slots(dest);
+        gw_ss_dest_down(dest);
         gw_worker_reap_forget(w, gw_amqp_conn_pn(conn));
         break;
     }

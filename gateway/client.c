@@ -433,6 +433,11 @@ static void client_free(gw_client_t *c)
     w->nclients--;
     GW_STAT_DEC(w, conn_current[c->lst_kind]);
     free(c->ssn);
+    if (c->dests)
+        for (size_t d = 0; d < w->gw->routes.ndest; d++) {
+            gw_dest_forget_slots(&c->dests[d]);
+            free(c->dests[d].l2_gl);
+        }
     free(c->dests);
     free(c->username);
     free(c->password);
@@ -513,7 +518,7 @@ void gw_link_free_released(pn_link_t *l)
 static void amqp_teardown(gw_client_t *c, gw_close_how_t how, const char *reason)
 {
     gw_worker_t *w = c->w;
-    gw_glink_t *fixed[] = {&c->l_ss, &c->l_control, &c->l_publish, &c->l_pubrel};
+    gw_glink_t *fixed[] = {&c->l_control, &c->l_publish, &c->l_pubrel};
 
     if (c->l_will.pn) {
         pn_link_t *l = c->l_will.pn;
@@ -591,6 +596,7 @@ static void close_common(gw_client_t *c, gw_close_how_t how, const char *reason)
         event_del(c->rate_ev);
     if (c->iot)
         gw_iot_close(c); /* before the teardown: ttd=0 goes out on a link still open */
+    gw_ss_client_gone(c); /* before c->subs is freed */
     amqp_teardown(c, how, reason);
     if (c->dests) {
         for (size_t d = 0; d < c->w->gw->routes.ndest; d++)

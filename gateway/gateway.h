@@ -245,6 +245,13 @@ typedef struct gw_dest {
     bool up_pub;    /* copy of up for the HTTP thread (__atomic relaxed) */
     gw_ssn_slot_t *slots; /* sessions of this connection (list, owned) */
     gw_ssn_slot_t *cur;   /* the one new clients join; NULL = begin a new one */
+    /* The L2 of this connection, shared by its clients (ss_link.c, spec 2.2):
+     * in its own session; context &l2_gl (client NULL). Clients waiting for
+     * its credit queue in l2w_head..l2w_tail. */
+    pn_session_t *l2_ssn;
+    pn_link_t *l2;
+    struct gw_glink *l2_gl;
+    struct gw_client *l2w_head, *l2w_tail;
 } gw_dest_t;
 
 /* Per-worker counters (metrics.c sums them at scrape time). Written only by
@@ -467,8 +474,18 @@ typedef struct gw_in_msg {
 #define GW_PUBLISH_RETRY_BASE_MS 100
 
 /* A SUBSCRIBE or UNSUBSCRIBE waiting for its disposition. */
+/* A control message on the shared L2 (AMQP_LIST, _CLOSE, _SUBSCRIBE,
+ * _UNSUBSCRIBE): the context of its delivery until its outcome, owned by
+ * the client, which clears that context when it goes (gw_ss_client_gone). */
+typedef struct gw_ss_req {
+    gw_client_t *c;
+    pn_delivery_t *dlv; /* NULL: nothing in flight */
+    uint8_t kind;       /* GW_DK_* */
+} gw_ss_req_t;
+
 typedef struct gw_pending_sub {
     struct gw_pending_sub *next;
+    gw_ss_req_t req;
     uint16_t pid;
     bool unsub;
     uint16_t count;
@@ -527,7 +544,11 @@ struct gw_client {
     gw_auth_job_t *auth_job; /* password verification running */
     char *username, *password; /* per-client mode: SASL PLAIN (owned) */
     bool free_pending;       /* memory release waits for nconns == 0 */
-    gw_glink_t l_will, l_ss, l_control, l_publish, l_pubrel;
+    gw_glink_t l_will, l_control, l_publish, l_pubrel;
+    size_t ss_dest;          /* destination of the Subscription Service (shared L2) */
+    gw_ss_req_t ss_req;      /* AMQP_LIST / AMQP_CLOSE in flight */
+    struct gw_client *l2w_next, *l2w_prev; /* waiting for L2 credit (dest->l2w_head) */
+    bool l2w_on;
     gw_glink_t *topic_links;
     size_t ntopic_links;
     uint32_t link_seq;
@@ -682,8 +703,25 @@ void gw_publish_free(gw_client_t *c);
 
 /* Dispositions and messages from AMQP for one client (amqp_events.c helpers). */
 void gw_publish_on_outcome(gw_client_t *c, gw_glink_t *gl, pn_delivery_t *dlv);
-void gw_subscribe_on_outcome(gw_client_t *c, pn_delivery_t *dlv);
-void gw_connect_on_outcome(gw_client_t *c, gw_glink_t *gl, pn_delivery_t *dlv);
+void gw_subscribe_on_outcome(gw_client_t *c, pn_delivery_t *dlv, gw_pending_sub_t *ps);
+void gw_connect_on_outcome(gw_client_t *c, pn_delivery_t *dlv, unsigned kind);
+
+/* ss_link.c: the shared L2 toward the Subscription Service (spec 2.2). */
+/* The L2 of c's destination d, attached on first use; NULL if it is down. */
+pn_link_t *gw_ss_link(gw_client_t *c, size_t d);
+/* True if c may send one control message now; else c waits in the
+ * destination's queue and is resumed (gw_connect_progress or
+ * gw_client_resume) when credit arrives. */
+bool gw_ss_ready(gw_client_t *c);
+/* Send w->msg on c's L2 as req (kind GW_DK_*); needs gw_ss_ready(). */
+gw_err_t gw_ss_send(gw_client_t *c, gw_ss_req_t *req, unsigned kind);
+/* The client goes: leave the queue, orphan its requests in flight. */
+void gw_ss_client_gone(gw_client_t *c);
+void gw_ss_on_flow(gw_dest_t *dest);
+void gw_ss_on_delivery(gw_dest_t *dest, pn_delivery_t *dlv);
+void gw_ss_on_remote_close(gw_dest_t *dest, pn_link_t *link);
+/* The connection went DOWN: forget the link and the queue. */
+void gw_ss_dest_down(gw_dest_t *dest);
 void gw_connect_on_control(gw_client_t *c, pn_delivery_t *dlv);
 void gw_outbound_on_delivery(gw_client_t *c, pn_delivery_t *dlv);
 void gw_outbound_on_pubrel_outcome(gw_client_t *c, pn_delivery_t *dlv);

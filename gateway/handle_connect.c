@@ -116,7 +116,7 @@ static void glink_init(gw_glink_t *gl, gw_client_t *c, gw_link_role_t role, size
 static gw_err_t attach_links(gw_client_t *c)
 {
     const gw_spec_addrs_t *a = &c->w->gw->addrs;
-    char ctl[1024], pub[1024], name[1100];
+    char ctl[1024], pub[1024];
     size_t d;
     pn_session_t *ssn;
 
@@ -146,14 +146,10 @@ static gw_err_t attach_links(gw_client_t *c)
         return GW_ERR_AMQP;
     glink_init(&c->l_publish, c, GW_LINK_PUBLISH, d,
                gw_amqp_receiver_open(ssn, pub, pub, PN_SND_MIXED, PN_RCV_FIRST, 0));
-    d = route_of(c, a->subctrl);
-    if (!(ssn = gw_client_session(c, d)))
-        return GW_ERR_AMQP;
-    snprintf(name, sizeof(name), "%s.%s", a->subctrl, c->id);
-    glink_init(&c->l_ss, c, GW_LINK_SS, d,
-               gw_amqp_sender_open(ssn, name, a->subctrl, PN_SND_UNSETTLED, PN_RCV_FIRST));
+    /* L2 is the connection's, shared by its clients (ss_link.c). */
+    c->ss_dest = route_of(c, a->subctrl);
     if ((c->has_will && !c->l_will.pn) || (!c->clean_session && !c->l_control.pn) ||
-        !c->l_publish.pn || !c->l_ss.pn)
+        !c->l_publish.pn || !gw_ss_link(c, c->ss_dest))
         return GW_ERR_AMQP;
     return GW_OK;
 }
@@ -403,13 +399,18 @@ void gw_connect_progress(gw_client_t *c)
         c->will_buf = NULL;
         memset(&c->will, 0, sizeof(c->will));
     }
-    if (!c->ss_sent && c->l_ss.pn && pn_link_credit(c->l_ss.pn) > 0) {
+    /* AMQP_LIST/CLOSE once the SS (or the router) has attached L4 and L3:
+     * a link-routed attach and a message on the shared L2 take different
+     * paths (spec 4.2 step 11). */
+    if (!c->ss_sent && c->l_publish.pn && (pn_link_state(c->l_publish.pn) & PN_REMOTE_ACTIVE) &&
+        (!c->l_control.pn || (pn_link_state(c->l_control.pn) & PN_REMOTE_ACTIVE)) &&
+        gw_ss_ready(c)) {
         if (c->clean_session)
             err = gw_spec_encode_close(w->msg, &w->gw->addrs, c->id, c->id_len);
         else
             err = gw_spec_encode_list(w->msg, &w->gw->addrs, c->id, c->id_len);
         if (err == GW_OK)
-            err = send_on(c, &c->l_ss, c->clean_session ? GW_DK_CLOSE : GW_DK_LIST);
+            err = gw_ss_send(c, &c->ss_req, c->clean_session ? GW_DK_CLOSE : GW_DK_LIST);
         if (err != GW_OK) {
             gw_connect_fail(c, GW_MQTT_CONNACK_SERVER_UNAVAILABLE, "cannot send AMQP_LIST/CLOSE");
             return;
@@ -455,9 +456,8 @@ static const char *outcome_name(uint64_t st)
     }
 }
 
-void gw_connect_on_outcome(gw_client_t *c, gw_glink_t *gl, pn_delivery_t *dlv)
+void gw_connect_on_outcome(gw_client_t *c, pn_delivery_t *dlv, unsigned kind)
 {
-    unsigned kind = GW_DTAG_KIND(pn_delivery_get_context(dlv));
     uint64_t st = pn_delivery_remote_state(dlv);
     char why[256];
 

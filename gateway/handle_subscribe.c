@@ -1,6 +1,6 @@
 /*
  * handle_subscribe.c - SUBSCRIBE / UNSUBSCRIBE -> AMQP_SUBSCRIBE /
- * AMQP_UNSUBSCRIBE on the subscription-service link; SUBACK / UNSUBACK from
+ * AMQP_UNSUBSCRIBE on the shared subscription-service link (ss_link.c); SUBACK / UNSUBACK from
  * the disposition. Filters were validated by the decoder (MQTT-4.7.1).
  *
  * accepted -> SUBACK grants the requested QoS for every filter; any other
@@ -48,12 +48,12 @@ static gw_err_t send_request(gw_client_t *c, const gw_mqtt_topics_t *topics, uin
     uint8_t qos;
     size_t n = 0, nf = 0;
 
-    if (!c->l_ss.pn) {
+    if (!gw_ss_link(c, c->ss_dest)) {
         gw_client_close(c, GW_CLOSE_BRUTE, "subscription-service link is gone");
         return GW_OK;
     }
-    if (pn_link_credit(c->l_ss.pn) <= 0)
-        return GW_ERR_AGAIN;
+    if (!gw_ss_ready(c))
+        return GW_ERR_AGAIN; /* resumed by gw_ss_on_flow */
     if (topics->count > sizeof(stack_entries) / sizeof(stack_entries[0])) {
         entries = calloc(topics->count, sizeof(*entries));
         if (!entries)
@@ -98,12 +98,9 @@ static gw_err_t send_request(gw_client_t *c, const gw_mqtt_topics_t *topics, uin
         err = gw_spec_encode_subscribe(w->msg, &w->gw->addrs, c->id, c->id_len, pid, entries, n);
     if (err != GW_OK)
         goto cleanup;
-    pn_delivery_t *dlv = NULL;
-    err = gw_amqp_send(gw_client_dest(c, c->l_ss.dest)->conn, c->l_ss.pn, w->msg, false, &dlv);
+    err = gw_ss_send(c, &ps->req, unsub ? GW_DK_UNSUBSCRIBE : GW_DK_SUBSCRIBE);
     if (err != GW_OK)
         goto cleanup;
-    if (dlv)
-        pn_delivery_set_context(dlv, GW_DTAG(unsub ? GW_DK_UNSUBSCRIBE : GW_DK_SUBSCRIBE, pid));
     ps->next = c->subs;
     c->subs = ps;
     ps = NULL;
@@ -134,21 +131,17 @@ gw_err_t gw_handle_unsubscribe(gw_client_t *c, const gw_mqtt_unsubscribe_t *p)
     return send_request(c, &p->topics, p->packet_id, true);
 }
 
-void gw_subscribe_on_outcome(gw_client_t *c, pn_delivery_t *dlv)
+void gw_subscribe_on_outcome(gw_client_t *c, pn_delivery_t *dlv, gw_pending_sub_t *ps)
 {
-    void *tag = pn_delivery_get_context(dlv);
-    bool unsub = GW_DTAG_KIND(tag) == GW_DK_UNSUBSCRIBE;
-    uint16_t pid = GW_DTAG_PID(tag);
     uint64_t st = pn_delivery_remote_state(dlv);
     gw_pending_sub_t **pp = &c->subs;
+    bool unsub = ps->unsub;
+    uint16_t pid = ps->pid;
 
-    if (st == PN_RECEIVED || (st == 0 && !pn_delivery_settled(dlv)))
-        return;
     pn_delivery_settle(dlv);
-    while (*pp && !((*pp)->pid == pid && (*pp)->unsub == unsub))
+    while (*pp && *pp != ps)
         pp = &(*pp)->next;
-    gw_pending_sub_t *ps = *pp;
-    if (!ps)
+    if (!*pp)
         return;
     *pp = ps->next;
     if (unsub) {

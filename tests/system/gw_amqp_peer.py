@@ -359,6 +359,12 @@ class AmqpPeer:
         with self.lock:
             return [l for l in self.links if l["name"] == name]
 
+    def ss_links(self):
+        """Open L2 links (target $mqtt.subscriptionservice): one per gateway
+        connection, shared by its clients (spec 2.2)."""
+        with self.lock:
+            return [r for r in self.links if r["open"] and r["target"] == self.subctrl]
+
     def link(self, name, timeout=5.0):
         return self.wait_for(lambda: next((l for l in self.links if l["name"] == name), None),
                              timeout, f"link {name}")

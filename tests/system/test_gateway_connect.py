@@ -31,8 +31,9 @@ def test_connect_clean_with_will_exact_links_and_messages(env):
     assert will["gateway_role"] == "sender"
     assert will["target"] == "$mqtt.lwtservice"
     assert (will["snd_settle_mode"], will["rcv_settle_mode"]) == (SND_UNSETTLED, RCV_FIRST)
-    ss = peer.link("$mqtt.subscriptionservice.c1")
-    assert ss["gateway_role"] == "sender" and ss["target"] == "$mqtt.subscriptionservice"
+    # L2: one per connection, shared by its clients (spec 2.2)
+    (ss,) = peer.wait_for(lambda: peer.ss_links())
+    assert ss["gateway_role"] == "sender" and ss["name"].startswith("$mqtt.subscriptionservice.")
     assert (ss["snd_settle_mode"], ss["rcv_settle_mode"]) == (SND_UNSETTLED, RCV_FIRST)
     l = peer.link("$mqtt.to.c1.publish")
     assert l["gateway_role"] == "receiver" and l["source"] == "$mqtt.to.c1.publish"
@@ -46,7 +47,7 @@ def test_connect_clean_with_will_exact_links_and_messages(env):
     assert w["durable"] is True and w["presettled"] is False
 
     close = peer.wait_msg(subject="close")
-    assert close["link"] == "$mqtt.subscriptionservice.c1"
+    assert close["link"] == ss["name"]
     assert close["correlation_id"] == "$mqtt.to.c1.publish"
     assert not peer.msgs(subject="list")
     # credit on the publish link only after CONNACK: the in-flight window
@@ -91,9 +92,9 @@ def test_connack_waits_for_subscriptions(env):
 def test_empty_client_id_rules(env):
     c = env.client()
     assert c.connect("", clean=True) == (0, 0)
-    ss = env.peer.wait_for(lambda: [l for l in env.peer.links
-                                    if l["name"].startswith("$mqtt.subscriptionservice.gw-")])
-    assert ss
+    # the assigned id (MQTT-3.1.3-6) names the client's addresses
+    close = env.peer.wait_msg(subject="close")
+    assert close["correlation_id"].startswith("$mqtt.to.gw-")
     c2 = env.client()
     assert c2.connect("", clean=False) == (0, 2)  # MQTT-3.1.3-8
     assert c2.is_closed()
@@ -140,8 +141,9 @@ def test_clean_disconnect_clears_will(env):
     assert clear["link"] == "d2"
     d = peer.detach_of("d2")
     assert d["condition"] is None and d["closed"]
-    for name in ("$mqtt.subscriptionservice.d2", "$mqtt.to.d2.publish"):
-        assert peer.detach_of(name)["condition"] is None
+    assert peer.detach_of("$mqtt.to.d2.publish")["condition"] is None
+    # the shared L2 stays for the other clients of the connection
+    assert len(peer.ss_links()) == 1
 
 
 def test_socket_close_without_disconnect_is_brute(env):

@@ -32,7 +32,7 @@ def test_subscribe_grants_and_amqp_fields(env):
     flags, body = c.expect(R.SUBACK)
     assert body == b"\x00\x07\x01\x02\x00"
     m = env.peer.wait_msg(subject="subscribe")
-    assert m["link"] == "$mqtt.subscriptionservice.c1"
+    assert m["link"] == env.peer.ss_links()[0]["name"]
     assert m["id"] == 7 and m["correlation_id"] == "$mqtt.to.c1.publish"
     assert m["body"] == {"a/+": 1, "b/#": 2, "c": 0}
 

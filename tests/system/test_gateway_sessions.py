@@ -11,8 +11,9 @@ from gw_gateway_env import make_env, teardown_env
 
 
 def client_links(peer, cid):
-    """Open links of a clean-session client with a will (no L3, spec 2.2)."""
-    names = {cid, f"$mqtt.subscriptionservice.{cid}", f"$mqtt.to.{cid}.publish"}
+    """Open links of a clean-session client with a will: L1 and L4 (no L3;
+    L2 is the connection's, spec 2.2)."""
+    names = {cid, f"$mqtt.to.{cid}.publish"}
     with peer.lock:
         return [r for r in peer.links if r["name"] in names and r["open"]]
 
@@ -21,8 +22,8 @@ def sessions_of(peer, cids):
     """client id -> the one session object holding all its open links."""
     out = {}
     for cid in cids:
-        links = peer.wait_for(lambda: (lambda ls: len(ls) == 3 and ls)(client_links(peer, cid)),
-                              what=f"3 links of {cid}")
+        links = peer.wait_for(lambda: (lambda ls: len(ls) == 2 and ls)(client_links(peer, cid)),
+                              what=f"2 links of {cid}")
         ssns = {int(r["session"]._impl) for r in links}
         assert len(ssns) == 1, f"links of {cid} span {len(ssns)} sessions"
         out[cid] = ssns.pop()
@@ -52,7 +53,9 @@ def test_clients_share_sessions_up_to_the_bound(env4):
     assert groups[4:8] == [groups[4]] * 4
     assert groups[8:10] == [groups[8]] * 2
     assert len({groups[0], groups[4], groups[8]}) == 3
-    assert peer.sessions_begun - begun0 == 3
+    # three client sessions, and the session of the connection's shared L2
+    assert peer.sessions_begun - begun0 == 3 + 1
+    assert len(peer.ss_links()) == 1
 
     # A session ends when its last client leaves (once full); the others stay.
     ended0 = peer.sessions_ended
@@ -88,7 +91,7 @@ def test_quick_reconnect_does_not_join_its_predecessors_session(env4):
     assert c.connect("rq", will=("w/rq", b"last", 0, False)) == (0, 0)
     c.send(R.PINGREQ_PKT)
     c.expect(R.PINGRESP)
-    assert len(client_links(peer, "rq")) == 3
+    assert len(client_links(peer, "rq")) == 2
     # Every will reached the peer, each on a link that worked.
     wills = peer.wait_for(lambda: (lambda w: len(w) >= 21 and w)(peer.msgs(subject="will")))
     assert [w["body"] for w in wills[:20]] == [b"%d" % i for i in range(20)]
@@ -105,7 +108,7 @@ def test_takeover_storm_in_one_worker(env4):
         prev = c
     prev.send(R.PINGREQ_PKT)
     prev.expect(R.PINGRESP)
-    assert len(client_links(env4.peer, "ts")) == 3
+    assert len(client_links(env4.peer, "ts")) == 2
 
 
 def test_peer_ending_a_session_closes_only_its_clients(env4):
@@ -149,3 +152,76 @@ def test_session_bound_is_validated():
                            capture_output=True, text=True, timeout=10)
         assert r.returncode == 2, bad
         assert "amqp-session-clients" in r.stderr
+
+
+# -- the shared L2 (spec 2.2): one per connection, credit shared ----------
+
+def test_shared_l2_credit_queues_clients_in_order(procs):
+    """The SS grants 1 credit on L2: concurrent CONNECTs and SUBSCRIBEs wait
+    for it in turn; every client gets its CONNACK and its own SUBACK."""
+    e = make_env(procs, policy={"credit_for": {"$mqtt.subscriptionservice": 1}})
+    try:
+        clients = [e.client() for _ in range(12)]
+        for i, c in enumerate(clients):
+            c.send(R.connect(f"q{i}", clean=(i % 2 == 0)))
+        for c in clients:
+            _, body = c.expect(R.CONNACK)
+            assert body[1] == 0
+        for i, c in enumerate(clients):
+            c.send(R.subscribe(100 + i, [(f"q/{i}", 1)]))
+        for i, c in enumerate(clients):
+            _, body = c.expect(R.SUBACK)
+            assert body == bytes([0, 100 + i, 1])
+        subs = e.peer.msgs(subject="subscribe")
+        assert sorted(m["correlation_id"] for m in subs) == \
+            sorted(f"$mqtt.to.q{i}.publish" for i in range(12))
+        assert len({m["link"] for m in subs}) == 1
+        assert len(e.peer.ss_links()) == 1
+    finally:
+        teardown_env(e)
+
+
+def test_outcome_for_a_client_that_left(procs):
+    e = make_env(procs, policy={"subscribe": "hold"})
+    try:
+        gone = e.client()
+        assert gone.connect("gone1") == (0, 0)
+        gone.send(R.subscribe(5, [("g/#", 1)]))
+        held = e.peer.wait_msg(subject="subscribe")
+        gone.close()
+        e.peer.detach_of("$mqtt.to.gone1.publish")
+        e.peer.settle(held, "accept")  # its client is gone: settled, nothing else
+        e.peer.call(lambda: e.peer.policy.update({"subscribe": "accept"}))
+        c = e.client()
+        assert c.connect("stay1") == (0, 0)
+        c.send(R.subscribe(6, [("s/#", 0)]))
+        _, body = c.expect(R.SUBACK)
+        assert body == b"\x00\x06\x00"
+    finally:
+        teardown_env(e)
+
+
+def test_shared_l2_detached_by_the_peer(procs):
+    e = make_env(procs, policy={"subscribe": "hold"})
+    try:
+        waiting = e.client()
+        assert waiting.connect("w1") == (0, 0)
+        idle = e.client()
+        assert idle.connect("w2") == (0, 0)
+        waiting.send(R.subscribe(9, [("x", 1)]))
+        e.peer.wait_msg(subject="subscribe")
+        (l2,) = e.peer.ss_links()
+        assert e.peer.close_link(l2["name"], "amqp:internal-error", "test")
+        # the client whose SUBACK can no longer come is closed; the idle one stays
+        assert waiting.is_closed()
+        idle.send(R.PINGREQ_PKT)
+        idle.expect(R.PINGRESP)
+        # the next control message attaches a new L2
+        e.peer.call(lambda: e.peer.policy.update({"subscribe": "accept"}))
+        idle.send(R.subscribe(10, [("y", 0)]))
+        _, body = idle.expect(R.SUBACK)
+        assert body == b"\x00\x0a\x00"
+        assert len(e.peer.ss_links()) == 1 and e.peer.ss_links()[0]["link"] is not l2["link"]
+        assert "shared subscription-service link detached by the peer" in e.log()
+    finally:
+        teardown_env(e)

@@ -247,7 +247,7 @@ def test_plain_mqtt_client_unaffected(env):
     (m,) = env.wait_to("telemetry/x")
     assert m["annotations"].get("x-opt-mqtt-qos") == 1
     assert "device_id" not in props(m)
-    assert env.peer.link("$mqtt.subscriptionservice.plain")
+    assert env.peer.link("$mqtt.to.plain.publish") and env.peer.ss_links()
 
 
 def test_paho_device(env):
