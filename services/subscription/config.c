@@ -22,6 +22,10 @@ static const gw_config_opt_t subs_opts[] = {
     OPT_ENUM("store-sync", store_sync, "full", subs_sync_values,
              "full: an accepted message survives power loss (fsync per group commit); "
              "normal: survives a process crash only"),
+    OPT("store-cache", GW_CFG_SIZE, store_cache, 64 * 1024, (int64_t)1 << 32, "2M",
+        "bound of SQLite's page cache (PRAGMA cache_size): it fills up to this as sessions, "
+        "subscriptions and queues are touched and counts in RSS; more only helps large "
+        "offline queues"),
     OPT("max-queued-messages", GW_CFG_INT, max_queued_messages, 1, 1000000000, "1000000",
         "offline persistent session: most messages queued (then --overflow-policy)"),
     OPT("max-queued-bytes", GW_CFG_SIZE, max_queued_bytes, 1024, (int64_t)1 << 40, "256M",
@@ -40,7 +44,8 @@ static const gw_config_opt_t subs_opts[] = {
              "full session queue: drop-new drops the arriving message, drop-oldest the oldest "
              "one not in flight; both counted and logged (WARN, at most once a second)"),
     OPT("link-credit", GW_CFG_INT, link_credit, 1, 100000, "1000",
-        "credit window of each publisher link; replenished per settled delivery"),
+        "credit window of each publisher link and of each control link (L2, which a gateway "
+        "may share among its clients); replenished per settled delivery"),
     OPT("max-message-size", GW_CFG_SIZE, max_message_size, 1024, (int64_t)256 << 20, "16M",
         "largest message accepted"),
     OPT("batch-max", GW_CFG_INT, batch_max, 1, 100000, "512",

@@ -34,7 +34,8 @@ static void accept_now(subs_service_t *svc, subs_link_t *sl, pn_delivery_t *dlv)
 
 void subs_control_flush(subs_service_t *svc, subs_session_t *s)
 {
-    if (s->subs_due && s->ctl && s->ctl->link && pn_link_credit(s->ctl->link) > 0 &&
+    if (s->subs_due && !s->list_wait && s->ctl && s->ctl->link &&
+        pn_link_credit(s->ctl->link) > 0 &&
         (pn_link_state(s->ctl->link) & PN_LOCAL_ACTIVE)) {
         gw_spec_entry_t stack[16], *ent = stack;
         if (s->nsubs > 16 && !(ent = malloc(s->nsubs * sizeof *ent))) {
@@ -102,7 +103,8 @@ static void do_list(subs_service_t *svc, subs_link_t *sl, pn_delivery_t *dlv, su
         return;
     }
     s->present = s->persistent;
-    if (!s->persistent) {
+    bool created = !s->persistent;
+    if (created) {
         subs_session_set_persistent(svc, s, true);
         gw_err_t err = gw_subs_store_session_put(svc->store, s->id);
         /* Subscriptions made while transient become part of the session. */
@@ -117,9 +119,31 @@ static void do_list(subs_service_t *svc, subs_link_t *sl, pn_delivery_t *dlv, su
     }
     GW_LOG_INFO(SUBS_MOD, s->id, "AMQP_LIST: persistent session, present=%d subs=%zu queued=%zu",
                 (int)s->present, s->nsubs, s->qcount);
-    accept_now(svc, sl, dlv);
     s->subs_due = true;
     s->ready = false;
+    /*
+     * A new session row must be durable before `accepted` (spec 5.2), but
+     * it joins the group commit (one fsync for every LIST, SUBSCRIBE's
+     * commit or publication of this loop iteration) instead of a commit of
+     * its own: the delivery waits in svc->pending, AMQP_SUBSCRIPTIONS after
+     * it (subs_session_synced). A session already persistent wrote nothing:
+     * answered at once, no commit. An open batch (other writes) is waited
+     * for too, so the reply never reports state younger than the store.
+     */
+    if ((created || gw_subs_store_in_batch(svc->store)) &&
+        subs_session_wait_list(svc, s, created) == GW_OK) {
+        if (subs_defer_accept(svc, sl, dlv, false) == GW_OK)
+            return;
+        /* No room to wait (out of memory): commit and answer now, the
+         * SUBSCRIPTIONS after the `accepted` as always. */
+        s->list_wait = false;
+        s->list_created = false;
+        s->subs_due = false;
+        accept_now(svc, sl, dlv);
+        s->subs_due = true;
+    } else {
+        accept_now(svc, sl, dlv);
+    }
     subs_control_flush(svc, s);
 }
 

@@ -96,7 +96,7 @@ void subs_batch_commit(subs_service_t *svc)
     svc->batch_msgs = 0;
     /* Packet ids written in this batch are durable: those copies may go out. */
     if (svc->nsyncwait)
-        subs_session_synced(svc);
+        subs_session_synced(svc, err == GW_OK);
 }
 
 /*
@@ -250,6 +250,11 @@ static subs_link_t *link_new(subs_conn_t *sc, pn_link_t *link, subs_link_kind_t 
     sl->sc = sc;
     sl->link = link;
     pn_link_set_context(link, sl);
+    pn_session_t *ssn = pn_link_session(link);
+    sl->snext = pn_session_get_context(ssn);
+    if (sl->snext)
+        sl->snext->sprev = sl;
+    pn_session_set_context(ssn, sl);
     return sl;
 }
 
@@ -286,8 +291,15 @@ static void link_lost(subs_service_t *svc, subs_link_t *sl)
         owing_remove(svc, sl);
         break;
     }
-    if (sl->link)
+    if (sl->link) {
         pn_link_set_context(sl->link, NULL);
+        if (sl->sprev)
+            sl->sprev->snext = sl->snext;
+        else
+            pn_session_set_context(pn_link_session(sl->link), sl->snext);
+        if (sl->snext)
+            sl->snext->sprev = sl->sprev;
+    }
     free(sl->topic);
     free(sl->client);
     free(sl);
@@ -312,8 +324,11 @@ static void attach_incoming(subs_conn_t *sc, pn_link_t *link)
     int64_t credit = svc->cfg->link_credit;
 
     if (t && strcmp(t, svc->addrs.subctrl) == 0) {
+        /* Spec 2.2 (L2): one control link may carry every client of a
+         * gateway connection, so it gets the topic links' window: a connect
+         * storm's LISTs then share group commits instead of queueing
+         * behind a small credit. */
         kind = SL_CONTROL;
-        credit = 100;
     } else if (t && gw_spec_addr_parse(&svc->addrs, t, strlen(t), &which, &id, &idlen) == GW_OK &&
                which == GW_SPEC_ADDR_PUBREL) {
         kind = SL_PUBREL;
@@ -639,14 +654,22 @@ static void on_flow(subs_conn_t *sc, pn_link_t *link)
 /* Connections                                                         */
 /* ------------------------------------------------------------------ */
 
-/* Every link of pn (or only those of ssn) is gone. */
+/* Every link of pn (or only those of ssn) is gone. A session's own list,
+ * not a walk of the connection's links: with one session per client that
+ * walk made every disconnect O(clients on the connection). */
 static void links_lost(subs_service_t *svc, pn_connection_t *pn, pn_session_t *ssn)
 {
+    if (ssn) {
+        subs_link_t *sl = pn_session_get_context(ssn), *next;
+        for (; sl; sl = next) {
+            next = sl->snext;
+            link_lost(svc, sl);
+        }
+        return;
+    }
     if (!pn)
         return;
     for (pn_link_t *l = pn_link_head(pn, 0); l; l = pn_link_next(l, 0)) {
-        if (ssn && pn_link_session(l) != ssn)
-            continue;
         subs_link_t *sl = pn_link_get_context(l);
         if (sl)
             link_lost(svc, sl);
@@ -900,6 +923,8 @@ gw_err_t subs_service_start(struct event_base *base, const subs_config_t *cfg,
         goto cleanup;
     }
     err = gw_subs_store_open(cfg->store, cfg->store_sync == 1, &svc->store);
+    if (err == GW_OK)
+        err = gw_subs_store_set_cache_size(svc->store, cfg->store_cache);
     if (err != GW_OK)
         goto cleanup;
     GW_SVC_SET(svc->m.store_open, 1);

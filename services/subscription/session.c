@@ -145,36 +145,73 @@ bool subs_session_online(const subs_session_t *s) { return s->out != NULL; }
 /* Packet ids                                                          */
 /* ------------------------------------------------------------------ */
 
+/*
+ * The packet ids in use: up to SUBS_PID_SMALL in a small unsorted array
+ * (64 bytes), beyond that a 65536-bit map (8 KiB). Both are freed as soon
+ * as no id is in use, so an idle session, online or not, holds neither: a
+ * client that now and then gets one message costs 64 bytes while it is in
+ * flight, not 8 KiB for as long as it stays connected.
+ */
+#define SUBS_PID_SMALL 32
+
 static bool pid_test(const subs_session_t *s, uint16_t pid)
 {
-    return s->pid_map && (s->pid_map[pid >> 3] & (1u << (pid & 7)));
+    if (s->pid_big)
+        return s->pid_map[pid >> 3] & (1u << (pid & 7));
+    for (uint32_t i = 0; s->pid_small && i < s->npids; i++)
+        if (s->pid_small[i] == pid)
+            return true;
+    return false;
 }
 
 static gw_err_t pid_mark(subs_session_t *s, uint16_t pid)
 {
-    if (!s->pid_map && !(s->pid_map = calloc(65536 / 8, 1)))
-        return GW_ERR_NOMEM;
-    if (!(s->pid_map[pid >> 3] & (1u << (pid & 7))))
-        s->npids++;
+    if (pid_test(s, pid))
+        return GW_OK;
+    if (!s->pid_big && s->npids < SUBS_PID_SMALL) {
+        if (!s->pid_small && !(s->pid_small = malloc(SUBS_PID_SMALL * sizeof *s->pid_small)))
+            return GW_ERR_NOMEM;
+        s->pid_small[s->npids++] = pid;
+        return GW_OK;
+    }
+    if (!s->pid_big) {
+        uint8_t *map = calloc(65536 / 8, 1);
+        if (!map)
+            return GW_ERR_NOMEM;
+        for (uint32_t i = 0; i < s->npids; i++)
+            map[s->pid_small[i] >> 3] |= (uint8_t)(1u << (s->pid_small[i] & 7));
+        free(s->pid_small);
+        s->pid_map = map;
+        s->pid_big = true;
+    }
     s->pid_map[pid >> 3] |= (uint8_t)(1u << (pid & 7));
+    s->npids++;
     return GW_OK;
 }
 
 static void pid_free(subs_session_t *s, uint16_t pid)
 {
-    if (pid && s->pid_map && (s->pid_map[pid >> 3] & (1u << (pid & 7)))) {
+    if (!pid || !pid_test(s, pid))
+        return;
+    if (s->pid_big) {
         s->pid_map[pid >> 3] &= (uint8_t)~(1u << (pid & 7));
-        s->npids--;
+    } else {
+        for (uint32_t i = 0; i < s->npids; i++)
+            if (s->pid_small[i] == pid) {
+                s->pid_small[i] = s->pid_small[s->npids - 1];
+                break;
+            }
     }
+    s->npids--;
 }
 
-/* An idle offline session keeps no 8 KiB map (an online one keeps it: a
- * flow that empties its window now and then would allocate it again). */
+/* No packet id in use: keep no set (a busy flow allocates one per burst). */
 static void pid_map_trim(subs_session_t *s)
 {
-    if (s->pid_map && !s->npids && !s->out) {
-        free(s->pid_map);
-        s->pid_map = NULL;
+    if (!s->npids) {
+        free(s->pid_small); /* or pid_map: the same pointer */
+        s->pid_small = NULL;
+        s->pid_big = false;
     }
 }
 
@@ -290,20 +327,21 @@ void subs_session_watermark(subs_service_t *svc, subs_session_t *s)
         subs_credit_resume(svc);
 }
 
-static void syncwait_add(subs_service_t *svc, subs_session_t *s)
+static bool syncwait_add(subs_service_t *svc, subs_session_t *s)
 {
     if (s->syncwait)
-        return;
+        return true;
     if (svc->nsyncwait == svc->capsyncwait) {
         size_t cap = svc->capsyncwait ? svc->capsyncwait * 2 : 16;
         subs_session_t **a = realloc(svc->syncwait, cap * sizeof *a);
         if (!a)
-            return; /* sent at the next commit that finds room; the entry stays unsynced */
+            return false; /* sent at the next commit that finds room; the entry stays unsynced */
         svc->syncwait = a;
         svc->capsyncwait = cap;
     }
     svc->syncwait[svc->nsyncwait++] = s;
     s->syncwait = true;
+    return true;
 }
 
 static void syncwait_remove(subs_service_t *svc, subs_session_t *s)
@@ -316,7 +354,16 @@ static void syncwait_remove(subs_service_t *svc, subs_session_t *s)
     s->syncwait = false;
 }
 
-void subs_session_synced(subs_service_t *svc)
+gw_err_t subs_session_wait_list(subs_service_t *svc, subs_session_t *s, bool created)
+{
+    if (!syncwait_add(svc, s))
+        return GW_ERR_NOMEM;
+    s->list_wait = true;
+    s->list_created = s->list_created || created;
+    return GW_OK;
+}
+
+void subs_session_synced(subs_service_t *svc, bool ok)
 {
     /* pump may add sessions again (their next packet ids): take the list. */
     size_t n = svc->nsyncwait, cap = svc->capsyncwait;
@@ -333,10 +380,23 @@ void subs_session_synced(subs_service_t *svc)
                 e->unsynced = false;
                 s->nunsynced--;
             }
+        if (s->list_wait) {
+            s->list_wait = false;
+            if (!ok) {
+                /* The LIST was released (spec 3.11), its session row rolled
+                 * back: a retried LIST must write it again. No SUBSCRIPTIONS. */
+                if (s->list_created)
+                    subs_session_set_persistent(svc, s, false);
+                s->subs_due = false;
+            }
+            s->list_created = false;
+        }
     }
+    /* subs_control_flush: AMQP_SUBSCRIPTIONS of a LIST whose session row
+     * just committed (after its `accepted`, settled first), then the pump. */
     for (size_t i = 0; i < n; i++)
         if (list[i] && !list[i]->syncwait)
-            subs_session_pump(svc, list[i]);
+            subs_control_flush(svc, list[i]);
     if (!svc->syncwait) { /* keep the array for the next commit */
         svc->syncwait = list;
         svc->capsyncwait = cap;
@@ -479,9 +539,8 @@ void subs_session_clear(subs_service_t *svc, subs_session_t *s)
         subs_batch_touch(svc);
     }
     subs_session_set_persistent(svc, s, false);
-    free(s->pid_map);
-    s->pid_map = NULL;
     s->npids = 0;
+    pid_map_trim(s);
     s->next_pid = 1;
 }
 
@@ -510,7 +569,7 @@ void subs_session_destroy(subs_service_t *svc, subs_session_t *s, bool durable)
     if (s->over)
         subs_session_watermark(svc, s); /* offline now: leaves the count */
     syncwait_remove(svc, s);
-    free(s->pid_map);
+    free(s->pid_small); /* or pid_map */
     free(s);
 }
 
@@ -676,7 +735,7 @@ void subs_session_pump(subs_service_t *svc, subs_session_t *s)
                 if (e->qos == 2) {
                     e->unsynced = true;
                     s->nunsynced++;
-                    syncwait_add(svc, s);
+                    (void)syncwait_add(svc, s); /* on failure: sent at a later commit */
                     budget--;
                     hold = true;
                     continue;

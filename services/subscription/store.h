@@ -35,6 +35,15 @@ enum {
 
 /** Open or create the database at path (WAL). sync_full: fsync at each commit. */
 gw_err_t gw_subs_store_open(const char *path, bool sync_full, gw_subs_store_t **out);
+/**
+ * Bound SQLite's page cache of this connection to bytes (PRAGMA cache_size,
+ * in KiB). The cache fills up to the bound as sessions, subscriptions and
+ * queue rows are touched and stays in RSS: without a bound set here it is
+ * SQLite's compiled-in default (2 MiB unless the build changed it).
+ */
+gw_err_t gw_subs_store_set_cache_size(gw_subs_store_t *st, int64_t bytes);
+/** The page cache bound now in force, in bytes (read back from SQLite). */
+int64_t gw_subs_store_cache_size(gw_subs_store_t *st);
 /** Commit what is pending and close. NULL is ignored. */
 void gw_subs_store_close(gw_subs_store_t *st);
 

@@ -8,6 +8,7 @@
 #include "store.h"
 
 #include <sqlite3.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -171,6 +172,34 @@ cleanup:
     sqlite3_free(emsg);
     gw_subs_store_close(s);
     return err;
+}
+
+gw_err_t gw_subs_store_set_cache_size(gw_subs_store_t *s, int64_t bytes)
+{
+    char sql[64];
+    /* A negative cache_size is in KiB (a positive one in pages). */
+    long long kib = bytes / 1024 > 0 ? bytes / 1024 : 1;
+    snprintf(sql, sizeof sql, "PRAGMA cache_size=-%lld", kib);
+    if (sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+        return store_fail(s, sql);
+    return GW_OK;
+}
+
+static int64_t store_pragma_int(gw_subs_store_t *s, const char *sql)
+{
+    sqlite3_stmt *q = NULL;
+    int64_t v = 0;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
+        v = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    return v;
+}
+
+int64_t gw_subs_store_cache_size(gw_subs_store_t *s)
+{
+    int64_t v = store_pragma_int(s, "PRAGMA cache_size");
+    /* negative: KiB; positive: pages */
+    return v < 0 ? -v * 1024 : v * store_pragma_int(s, "PRAGMA page_size");
 }
 
 void gw_subs_store_close(gw_subs_store_t *s)

@@ -41,6 +41,7 @@ typedef struct subs_config {
     gw_svc_config_t common; /* --listen, --connect, TLS/SASL, --http-listen, logging */
     char *store;
     int store_sync; /* 0 normal, 1 full */
+    int64_t store_cache; /* bytes: SQLite page cache bound */
     int64_t max_queued_messages;
     int64_t max_queued_bytes;
     bool queue_qos0;
@@ -117,32 +118,46 @@ typedef struct subs_link {
     uint32_t owed;
     bool owing;
     struct subs_link *onext, *oprev; /* svc->owing list */
+    /* The links of one pn_session (its context is the head): a session's
+     * end touches its own links, not every link of the connection. */
+    struct subs_link *snext, *sprev;
 } subs_link_t;
 
+/* Field order: pointers and sizes first, the small flags packed at the end
+ * (an idle connected session is ~150 bytes + its id; scenario 6 holds
+ * tens of thousands). */
 struct subs_session {
     struct subs_session *hnext;
     subs_service_t *svc;
-    bool persistent; /* durable: LIST seen, no CLOSE since */
-    bool native;     /* a native receiver's subscription (not in the hash) */
     subs_sub_t *subs;
     size_t nsubs;
     subs_qentry_t *qhead, *qtail;
     size_t qcount, qbytes;
     subs_link_t *ctl;  /* $mqtt.to.<id>.control sender */
     subs_link_t *out;  /* $mqtt.to.<id>.publish sender (or the native link) */
+    uint64_t match_gen;
+    union {                  /* packet ids in use (session.c); NULL when none */
+        uint16_t *pid_small; /* !pid_big: up to 32, unsorted */
+        uint8_t *pid_map;    /* pid_big: 65536 bits */
+    };
+    uint64_t drops;
+    int64_t orphan_ms; /* transient, no link attached: first seen so by the sweep (0 = no) */
+    uint32_t npids;    /* packet ids in use */
+    uint32_t nunsynced; /* entries with unsynced set */
+    uint16_t next_pid;
+    uint8_t match_qos;
+    bool persistent; /* durable: LIST seen, no CLOSE since */
+    bool native;     /* a native receiver's subscription (not in the hash) */
     bool subs_due;     /* AMQP_SUBSCRIPTIONS to send on ctl */
     bool present;      /* its x-opt-session-present */
     bool ready;        /* SUBSCRIPTIONS sent (or native): deliveries may flow */
-    uint64_t match_gen;
-    uint8_t match_qos;
-    uint8_t *pid_map;  /* 65536 bits, allocated while a packet id is in use */
-    uint32_t npids;    /* packet ids in use */
-    uint16_t next_pid;
-    uint32_t nunsynced; /* entries with unsynced set */
     bool syncwait;     /* in svc->syncwait: pump after the next commit */
     bool over;         /* online and above the high watermark: counted in svc->nover */
-    uint64_t drops;
-    int64_t orphan_ms; /* transient, no link attached: first seen so by the sweep (0 = no) */
+    bool pid_big;      /* pid_map, not pid_small */
+    /* AMQP_LIST accepted once the batch with its session row commits (spec
+     * 5.2): AMQP_SUBSCRIPTIONS waits for that commit (in svc->syncwait). */
+    bool list_wait;
+    bool list_created; /* that LIST made the session persistent (undone if the commit fails) */
     char id[];
 };
 
@@ -271,8 +286,13 @@ gw_err_t subs_session_release(subs_service_t *svc, subs_session_t *s, uint64_t p
 bool subs_session_online(const subs_session_t *s);
 /** Re-evaluate s against the online high/low watermarks (back-pressure). */
 void subs_session_watermark(subs_service_t *svc, subs_session_t *s);
-/** The batch committed: packet ids written in it are durable; send. */
-void subs_session_synced(subs_service_t *svc);
+/** The batch committed (ok) or was rolled back: packet ids written in it
+ *  are durable, send; LISTs waiting for it get their AMQP_SUBSCRIPTIONS. */
+void subs_session_synced(subs_service_t *svc, bool ok);
+/** A LIST for s is settled after the batch commits (created: it wrote the
+ *  session row): hold AMQP_SUBSCRIPTIONS until subs_session_synced().
+ *  GW_ERR_NOMEM: not registered, the caller commits and answers at once. */
+gw_err_t subs_session_wait_list(subs_service_t *svc, subs_session_t *s, bool created);
 /** Set s->persistent, keeping the metrics in step. */
 void subs_session_set_persistent(subs_service_t *svc, subs_session_t *s, bool persistent);
 /** Drop transient sessions that have had no link attached for --transient-timeout. */

@@ -207,6 +207,19 @@ static void test_commit_without_batch_is_noop(void **state)
     assert_int_equal(gw_subs_store_writes(f->st), 0);
 }
 
+/* --store-cache: the page cache bound is what was asked (KiB granularity). */
+static void test_cache_size_bound(void **state)
+{
+    fixture_t *f = *state;
+    assert_int_equal(gw_subs_store_set_cache_size(f->st, 512 * 1024), GW_OK);
+    assert_int_equal(gw_subs_store_cache_size(f->st), 512 * 1024);
+    assert_int_equal(gw_subs_store_set_cache_size(f->st, 64 * 1024 + 100), GW_OK);
+    assert_int_equal(gw_subs_store_cache_size(f->st), 64 * 1024);
+    /* still a working store */
+    assert_int_equal(gw_subs_store_session_put(f->st, "c"), GW_OK);
+    assert_int_equal(gw_subs_store_commit(f->st), GW_OK);
+}
+
 static void test_open_bad_path(void **state)
 {
     (void)state;
@@ -223,6 +236,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_packet_id_given_at_first_transfer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_without_batch_is_noop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_size_bound, setup, teardown),
         cmocka_unit_test(test_open_bad_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
