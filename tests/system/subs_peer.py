@@ -15,6 +15,8 @@ import threading
 from proton import Condition, Delivery, Endpoint, Handler, Link, Message, symbol, ulong
 from proton.reactor import ApplicationEvent, Container, EventInjector, LinkOption
 
+import pytest
+
 import gwtest
 
 OUTCOMES = {"accept": Delivery.ACCEPTED, "reject": Delivery.REJECTED,
@@ -451,3 +453,18 @@ class Service:
 
     def client(self):
         return Client(self.port).start()
+
+
+@pytest.fixture
+def clients():
+    """Factory of started Client peers (import it into a test module);
+    stopped after the test."""
+    made = []
+
+    def make(port):
+        c = Client(port).start()
+        made.append(c)
+        return c
+    yield make
+    for c in made:
+        c.stop()

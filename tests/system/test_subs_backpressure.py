@@ -14,23 +14,10 @@ import time
 import pytest
 
 import gwtest
-from subs_peer import Client, GatewaySession, Service
+from subs_peer import Client, GatewaySession, Service, clients  # noqa: F401 (clients: fixture)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BULK = os.path.join(HERE, "subs_bulk.py")
-
-
-@pytest.fixture
-def clients():
-    made = []
-
-    def make(port):
-        c = Client(port).start()
-        made.append(c)
-        return c
-    yield make
-    for c in made:
-        c.stop()
 
 
 def bulk(procs, port, topic, n, every=2000, name="bulk"):

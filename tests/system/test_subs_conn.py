@@ -12,24 +12,11 @@ from proton import Endpoint, Message, ulong
 
 import gwtest
 import svc_http
-from subs_peer import Client, GatewaySession, Out, Rx, Service, publish_msg
+from subs_peer import Client, GatewaySession, Out, Rx, Service, publish_msg, clients  # noqa: F401 (clients: fixture)
 
 CTRL = "$mqtt.subscriptionservice"
 PERSISTENT = 'kind="persistent"'
 TRANSIENT = 'kind="transient"'
-
-
-@pytest.fixture
-def clients():
-    made = []
-
-    def make(port):
-        c = Client(port).start()
-        made.append(c)
-        return c
-    yield make
-    for c in made:
-        c.stop()
 
 
 def start(procs, tmp_path, *extra):

@@ -2,26 +2,13 @@
 import pytest
 from proton import Message, ulong
 
-from subs_peer import Client, GatewaySession, Service, publish_msg
+from subs_peer import Client, GatewaySession, Service, publish_msg, clients  # noqa: F401 (clients: fixture)
 
 
 @pytest.fixture
 def svc(procs, tmp_path):
     s = Service(procs, tmp_path).start()
     yield s
-
-
-@pytest.fixture
-def clients():
-    made = []
-
-    def make(port):
-        c = Client(port).start()
-        made.append(c)
-        return c
-    yield make
-    for c in made:
-        c.stop()
 
 
 def test_list_new_session_then_present(svc, clients):

@@ -2,20 +2,7 @@
 restart recovery and kill -9."""
 import pytest
 
-from subs_peer import Client, GatewaySession, Service, publish_msg
-
-
-@pytest.fixture
-def clients():
-    made = []
-
-    def make(port):
-        c = Client(port).start()
-        made.append(c)
-        return c
-    yield make
-    for c in made:
-        c.stop()
+from subs_peer import Client, GatewaySession, Service, publish_msg, clients  # noqa: F401 (clients: fixture)
 
 
 def persistent(c, cid, filters=None, grant=True):

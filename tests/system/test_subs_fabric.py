@@ -2,25 +2,12 @@
 import pytest
 from proton import Message, symbol
 
-from subs_peer import Client, GatewaySession, Service, publish_msg
+from subs_peer import Client, GatewaySession, Service, publish_msg, clients  # noqa: F401 (clients: fixture)
 
 
 @pytest.fixture
 def svc(procs, tmp_path):
     return Service(procs, tmp_path).start()
-
-
-@pytest.fixture
-def clients():
-    made = []
-
-    def make(port):
-        c = Client(port).start()
-        made.append(c)
-        return c
-    yield make
-    for c in made:
-        c.stop()
 
 
 def online(c, cid, clean=True, credit=32):

@@ -14,7 +14,7 @@ from proton import Message, ulong
 
 import gwtest
 import svc_http
-from subs_peer import Client, GatewaySession, Service, publish_msg
+from subs_peer import Client, GatewaySession, Service, publish_msg, clients  # noqa: F401 (clients: fixture)
 
 PERSISTENT = 'kind="persistent"'
 TRANSIENT = 'kind="transient"'
@@ -23,19 +23,6 @@ TRANSIENT = 'kind="transient"'
 @pytest.fixture
 def hport():
     return gwtest.free_port()
-
-
-@pytest.fixture
-def clients():
-    made = []
-
-    def make(port):
-        c = Client(port).start()
-        made.append(c)
-        return c
-    yield make
-    for c in made:
-        c.stop()
 
 
 def start(procs, tmp_path, hport, *extra):
