@@ -209,17 +209,7 @@ static void on_session_remote_close(gw_ssn_slot_t *slot)
         else if (c->state == GW_CLIENT_CONNECTED)
             gw_client_close(c, GW_CLOSE_BRUTE, "AMQP session ended by the peer");
     }
-    if (slot->prev)
-        slot->prev->next = slot->next;
-    else
-        dest->slots = slot->next;
-    if (slot->next)
-        slot->next->prev = slot->prev;
-    if (dest->cur == slot)
-        dest->cur = NULL;
-    pn_session_set_context(slot->pn, NULL);
-    pn_session_close(slot->pn);
-    free(slot);
+    gw_ssn_slot_end(slot);
 }
 
 /* Per-client mode: the connection belongs to one client. */

@@ -261,7 +261,7 @@ pn_session_t *gw_client_session(gw_client_t *c, size_t d)
     return s->pn;
 }
 
-static void slot_unlink(gw_ssn_slot_t *s)
+void gw_ssn_slot_end(gw_ssn_slot_t *s)
 {
     gw_dest_t *dest = s->dest;
     if (s->prev)
@@ -272,6 +272,11 @@ static void slot_unlink(gw_ssn_slot_t *s)
         s->next->prev = s->prev;
     if (dest->cur == s)
         dest->cur = NULL;
+    /* Proton frees the session once the peer's end arrives (amqp_events.c:
+     * context NULL and both ends closed). */
+    pn_session_set_context(s->pn, NULL);
+    pn_session_close(s->pn);
+    free(s);
 }
 
 void gw_client_leave_session(gw_client_t *c, size_t d)
@@ -282,12 +287,7 @@ void gw_client_leave_session(gw_client_t *c, size_t d)
     c->ssn[d] = NULL;
     if (--s->live > 0 || s->dest->cur == s)
         return;
-    /* Full and empty: end it. Proton frees it once the peer's end arrives
-     * (amqp_events.c: context NULL and both ends closed). */
-    slot_unlink(s);
-    pn_session_set_context(s->pn, NULL);
-    pn_session_close(s->pn);
-    free(s);
+    gw_ssn_slot_end(s); /* full and empty */
 }
 
 void gw_dest_forget_slots(gw_dest_t *dest)

@@ -632,6 +632,8 @@ void gw_link_release(gw_client_t *c, pn_link_t *l, const char *cond, const char 
 void gw_link_free_released(pn_link_t *l);
 /* The client leaves its session on destination d (its links are closed). */
 void gw_client_leave_session(gw_client_t *c, size_t d);
+/* Unlink the slot from its dest, end its session and free it. */
+void gw_ssn_slot_end(gw_ssn_slot_t *s);
 /* The connection of dest went DOWN: free every slot (proton frees the sessions). */
 void gw_dest_forget_slots(gw_dest_t *dest);
 uint64_t gw_now_ms(void);

@@ -362,6 +362,10 @@ void gw_worker_cleanup(gw_worker_t *w)
             free(w->dests[d].l2_gl);
         }
     }
+    /* Released links went with their connections: nothing left to free. */
+    w->nreap = 0;
+    if (w->reap_ev)
+        event_del(w->reap_ev);
     free(w->dests);
     w->dests = NULL;
     /* TLS bufferevents use deferred callbacks: a freed one whose callback
