@@ -254,6 +254,8 @@ static void q_append(subs_service_t *svc, subs_session_t *s, subs_qentry_t *e)
 /* Unlink and free e; durable: delete its store rows. */
 static void q_remove(subs_service_t *svc, subs_session_t *s, subs_qentry_t *e, bool durable)
 {
+    if (s->qsent == e)
+        s->qsent = e->prev; /* the prefix before it still has deliveries */
     if (e->prev)
         e->prev->next = e->next;
     else
@@ -693,14 +695,23 @@ void subs_session_pump(subs_service_t *svc, subs_session_t *s)
     pn_link_t *link = s->out->link;
     if (!(pn_link_state(link) & PN_LOCAL_ACTIVE) || !(pn_link_state(link) & PN_REMOTE_ACTIVE))
         return;
-    subs_qentry_t *e = s->qhead, *next;
+    /* Entries up to s->qsent all have a delivery in flight: skip them. */
+    subs_qentry_t *e = s->qsent ? s->qsent->next : s->qhead, *next;
+    subs_qentry_t *prefix = s->qsent; /* last entry of that all-in-flight prefix */
+    bool in_prefix = true;
     /* Copies whose packet id waits for the commit will use credit too. */
     int budget = pn_link_credit(link) - (int)s->nunsynced;
     bool hold = false; /* a copy ahead waits for the commit: keep the order */
     for (; e && budget > 0; e = next) {
         next = e->next;
-        if (e->dlv)
+        if (e->dlv) {
+            if (in_prefix)
+                prefix = e;
             continue;
+        }
+        /* Not in flight: the prefix ends here unless it is sent below. */
+        bool was_prefix = in_prefix;
+        in_prefix = false;
         if (e->unsynced) {
             hold = true;
             continue;
@@ -752,14 +763,21 @@ void subs_session_pump(subs_service_t *svc, subs_session_t *s)
                         gw_err_str(err));
             break;
         }
-        if (done)
-            q_remove(svc, s, e, true);
+        if (done) {
+            q_remove(svc, s, e, true); /* pre-settled: gone */
+            in_prefix = was_prefix;
+        } else if (was_prefix) {
+            prefix = e;
+            in_prefix = true;
+        }
     }
+    s->qsent = prefix;
 }
 
 void subs_session_out_lost(subs_service_t *svc, subs_session_t *s)
 {
     subs_qentry_t *e = s->qhead, *next;
+    s->qsent = NULL; /* nothing is in flight any more */
     for (; e; e = next) {
         next = e->next;
         if (!e->dlv)
@@ -795,7 +813,9 @@ void subs_session_outcome(subs_service_t *svc, subs_link_t *sl, pn_delivery_t *d
     switch (state) {
     case PN_RELEASED:
     case PN_MODIFIED:
-        /* Not processed: send again later (delivery-count already + 1). */
+        /* Not processed: send again later (delivery-count already + 1).
+         * It may sit in the in-flight prefix: the next pump starts over. */
+        s->qsent = NULL;
         break;
     case PN_REJECTED:
         GW_LOG_WARN(SUBS_MOD, s->id, "delivery of packet id %u rejected by the receiver: "

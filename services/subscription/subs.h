@@ -132,6 +132,10 @@ struct subs_session {
     subs_sub_t *subs;
     size_t nsubs;
     subs_qentry_t *qhead, *qtail;
+    /* The pump starts after qsent: every entry up to it has a delivery in
+     * flight (NULL = start at qhead). Without it each pump walked the whole
+     * unsettled window first (18 % of the service in a 1 000-credit flow). */
+    subs_qentry_t *qsent;
     size_t qcount, qbytes;
     subs_link_t *ctl;  /* $mqtt.to.<id>.control sender */
     subs_link_t *out;  /* $mqtt.to.<id>.publish sender (or the native link) */

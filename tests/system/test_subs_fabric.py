@@ -224,3 +224,33 @@ def test_native_qos1_released_is_redelivered(svc, clients):
     assert rx.messages[1]["body"] == b"again"
     assert rx.messages[1]["delivery_count"] > 0
     c.settle(rx.messages[1], "accept")
+
+
+def test_native_release_in_the_middle_of_a_window(svc, clients):
+    """Deliveries in flight ahead of a released one, and after it: the
+    released one is sent again, every message is accepted exactly once, and
+    later messages keep flowing (the pump's in-flight cursor restarts)."""
+    c = clients(svc.port)
+    rx = c.receiver("mw/#", name="mw", credit=8)
+    for i in range(8):
+        pub(c, f"mw/{i}", b"%d" % i, qos=1)
+    c.wait_for(lambda: len(rx.messages) == 8, what="a full window")
+    c.settle(rx.messages[3], "release", flow=0)  # 3 goes back; no new credit
+    for i in (0, 1, 2):
+        c.settle(rx.messages[i], "accept")          # +1 credit each
+    c.wait_for(lambda: len(rx.messages) >= 9, what="the released one again")
+    assert rx.messages[8]["body"] == b"3" and rx.messages[8]["delivery_count"] > 0
+    for i in range(8, 16):
+        pub(c, f"mw/{i}", b"%d" % i, qos=1)
+    done = set()
+    for _ in range(200):
+        for r in list(rx.messages):
+            if id(r) not in done and r is not rx.messages[3]:
+                done.add(id(r))
+                c.settle(r, "accept")
+        bodies = [r["body"] for r in rx.messages if r is not rx.messages[3]]
+        if sorted(bodies, key=int) == [b"%d" % i for i in range(16)]:
+            break
+        c.wait_for(lambda: len(rx.messages) > len(done), what="more deliveries", timeout=5.0)
+    bodies = [r["body"] for r in rx.messages if r is not rx.messages[3]]
+    assert sorted(bodies, key=int) == [b"%d" % i for i in range(16)]
