@@ -404,7 +404,10 @@ class Ours(System):
                          "--store", os.path.join(w, "wills.db"),
                          "--publish-url", self.amqp_url, "--log-level", level],
                         "will-service", will_port)
+            # --inflight-window 1000: the same per-subscriber in-flight bound
+            # as mosquitto's max_inflight_messages 1000 below (default 32).
             self._start([gw, "--mqtt-listen", f"127.0.0.1:{self.mqtt_port}",
+                         "--inflight-window", "1000",
                          "--amqp-url", self.amqp_url,
                          "--route", f"$mqtt.lwtservice=amqp://127.0.0.1:{will_port}",
                          "--log-level", level], "mqtt-gateway", self.mqtt_port)
