@@ -5,6 +5,7 @@ Run: GW_BUILD_DIR=<build> /usr/bin/python3 -m pytest tests/system/test_load_tool
 """
 import json
 import os
+import time
 import subprocess
 
 import pytest
@@ -140,6 +141,35 @@ def test_connections_mode(procs, tmp_path):
     assert out["rss_before_bytes"] > 0 and out["rss_after_bytes"] > 0
     assert out["rss_per_conn_bytes"] > 0
     assert "bytes/connection" in err
+
+
+def _peer_ips(port):
+    """Local (source) addresses of the established connections to 127.0.0.1:port."""
+    r = subprocess.run(["ss", "-Htn", "state", "established", f"( dport = :{port} )"],
+                       capture_output=True, text=True, timeout=10)
+    return {line.split()[2].rsplit(":", 1)[0] for line in r.stdout.splitlines() if line.strip()}
+
+
+@pytest.mark.parametrize("spread", [True, False])
+def test_connections_spread_over_source_addresses(procs, tmp_path, spread):
+    port, mosq = start_mosquitto(procs, tmp_path)
+    flag = "--spread-source" if spread else "--no-spread-source"
+    p = subprocess.Popen([load_bin(), "--port", str(port), "--connections", "300", "--hold", "3s",
+                          "--json", flag], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        ips = set()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(ips) < 200 and p.poll() is None:
+            ips |= _peer_ips(port)
+            time.sleep(0.1)
+        if spread:
+            assert len(ips) >= 200, ips  # 127.0.0.2 .. 127.0.0.254
+            assert "127.0.0.1" not in ips
+        else:
+            assert ips == {"127.0.0.1"}
+    finally:
+        out, _ = p.communicate(timeout=30)
+    assert json.loads(out.decode().strip().splitlines()[-1])["connected"] == 300
 
 
 def test_connack_refusal_reported(procs, tmp_path):

@@ -157,12 +157,43 @@ static void send_ack(lt_client_t *c, gw_mqtt_type_t type, uint16_t id)
     send_bytes(c, b, 4);
 }
 
+/* A non-blocking socket bound to 127.0.0.(2 + index % 253), port chosen at
+ * connect() (IP_BIND_ADDRESS_NO_PORT: the 4-tuple, not the source port
+ * alone, must be unique); -1 to let connect() pick as usual. */
+static evutil_socket_t spread_socket(const lt_run_t *run, uint32_t index)
+{
+    const struct sockaddr_in *to = (const struct sockaddr_in *)&run->addr;
+    if (!run->cfg.spread_source || to->sin_family != AF_INET ||
+        (ntohl(to->sin_addr.s_addr) >> 24) != 127)
+        return -1;
+    evutil_socket_t fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    struct sockaddr_in from;
+    memset(&from, 0, sizeof(from));
+    from.sin_family = AF_INET;
+    from.sin_addr.s_addr = htonl((127u << 24) | (2u + index % 253u));
+#ifdef IP_BIND_ADDRESS_NO_PORT
+    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+#endif
+    if (bind(fd, (struct sockaddr *)&from, sizeof(from)) != 0) {
+        evutil_closesocket(fd);
+        return -1;
+    }
+    return fd;
+}
+
 int lt_client_connect(lt_client_t *c)
 {
     lt_run_t *run = c->w->run;
-    c->bev = bufferevent_socket_new(c->w->base, -1, BEV_OPT_CLOSE_ON_FREE);
-    if (!c->bev)
+    evutil_socket_t sfd = spread_socket(run, c->index);
+    c->bev = bufferevent_socket_new(c->w->base, sfd, BEV_OPT_CLOSE_ON_FREE);
+    if (!c->bev) {
+        if (sfd >= 0)
+            evutil_closesocket(sfd);
         return -1;
+    }
     LT_INC(c->w->st.open, 1);
     c->state = LT_C_CONNECTING;
     bufferevent_setcb(c->bev, on_read, on_write, on_event, c);

@@ -73,6 +73,7 @@ typedef struct lt_cfg {
     int64_t threads;
     int64_t out_buffer;
     int64_t sndbuf;
+    bool spread_source;
     int64_t max_packet;
 } lt_cfg_t;
 

@@ -59,6 +59,10 @@ static const gw_config_opt_t opts[] = {
     GW_CONFIG_INT(C, threads, "threads", 1, LT_MAX_WORKERS, "1", "Event loops (threads)"),
     GW_CONFIG_SIZE(C, out_buffer, "out-buffer", 4096, 64 << 20, "64k",
                    "Stop publishing on a connection while this much output is unsent"),
+    GW_CONFIG_BOOL(C, spread_source, "spread-source", "true",
+                   "Toward 127.0.0.1: bind each client to its own source address in "
+                   "127.0.0.2-127.0.0.254 (ephemeral ports of one source run out past ~28k "
+                   "connections and TIME_WAITs, and connect() then crawls)"),
     GW_CONFIG_SIZE(C, sndbuf, "sndbuf", 0, 64 << 20, "0",
                    "SO_SNDBUF of MQTT sockets (0 = kernel autotuning); bounds QoS 0 queueing"),
     GW_CONFIG_SIZE(C, max_packet, "max-packet", 16, GW_MQTT_MAX_REMAINING_LENGTH, "16M",
