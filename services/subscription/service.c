@@ -135,6 +135,21 @@ static void owing_remove(subs_service_t *svc, subs_link_t *sl)
     sl->owing = false;
     sl->onext = sl->oprev = NULL;
 }
+/* Give every publisher link the credit withheld from it. */
+static void owed_give_back(subs_service_t *svc)
+{
+    while (svc->owing) {
+        subs_link_t *sl = svc->owing;
+        owing_remove(svc, sl);
+        uint32_t n = sl->owed;
+        sl->owed = 0;
+        if (n && sl->link && !(pn_link_state(sl->link) & PN_LOCAL_CLOSED)) {
+            pn_link_flow(sl->link, (int)n);
+            gw_amqp_conn_flush(sl->sc->base.conn);
+        }
+    }
+}
+
 
 /*
  * A gateway that has no credit for a client stops reading that client's
@@ -162,16 +177,7 @@ static void stall_cb(evutil_socket_t fd, short what, void *arg)
                 "%lld ms: publisher credit given back once (%llu times so far)",
                 svc->nover, (long long)svc->cfg->bp_stall,
                 (unsigned long long)svc->stall_leaks);
-    while (svc->owing) {
-        subs_link_t *sl = svc->owing;
-        owing_remove(svc, sl);
-        uint32_t n = sl->owed;
-        sl->owed = 0;
-        if (n && sl->link && !(pn_link_state(sl->link) & PN_LOCAL_CLOSED)) {
-            pn_link_flow(sl->link, (int)n);
-            gw_amqp_conn_flush(sl->sc->base.conn);
-        }
-    }
+    owed_give_back(svc);
 }
 
 void subs_backpressure_start(subs_service_t *svc)
@@ -187,16 +193,7 @@ void subs_credit_resume(subs_service_t *svc)
 {
     if (svc->stall_timer)
         evtimer_del(svc->stall_timer);
-    while (svc->owing) {
-        subs_link_t *sl = svc->owing;
-        owing_remove(svc, sl);
-        uint32_t n = sl->owed;
-        sl->owed = 0;
-        if (n && sl->link && !(pn_link_state(sl->link) & PN_LOCAL_CLOSED)) {
-            pn_link_flow(sl->link, (int)n);
-            gw_amqp_conn_flush(sl->sc->base.conn);
-        }
-    }
+    owed_give_back(svc);
 }
 
 gw_err_t subs_defer_accept(subs_service_t *svc, subs_link_t *sl, pn_delivery_t *dlv,
