@@ -96,7 +96,7 @@ void gw_amqp_events_on_event(gw_amqp_conn_t *conn, pn_event_t *event, void *ctx)
     case PN_LINK_FLOW: {
         gw_glink_t *gl = gw_glink_of(pn_event_link(event));
         if (gl && !gl->client)
-            gw_ss_on_flow(ctx_dest(conn, gl));
+            gw_ss_on_flow(ctx_dest(conn, gl), gl);
         else if (gl && gl->client->state != GW_CLIENT_CLOSING)
             on_link_flow(gl);
         break;
@@ -106,7 +106,10 @@ void gw_amqp_events_on_event(gw_amqp_conn_t *conn, pn_event_t *event, void *ctx)
         pn_link_t *link = pn_delivery_link(dlv);
         gw_glink_t *gl = gw_glink_of(link);
         if (gl && !gl->client) {
-            gw_ss_on_delivery(ctx_dest(conn, gl), dlv);
+            if (gl->role == GW_LINK_DELIVERY)
+                gw_dl_on_delivery(ctx_dest(conn, gl), dlv);
+            else
+                gw_ss_on_delivery(ctx_dest(conn, gl), dlv);
             break;
         }
         if (!gl || gl->client->state == GW_CLIENT_CLOSING)
@@ -127,6 +130,8 @@ void gw_amqp_events_on_event(gw_amqp_conn_t *conn, pn_event_t *event, void *ctx)
         /* IoT: an attached link without credit means "no consumer": QoS 0
          * telemetry waiting for that link is now dropped (iot.c). */
         gw_glink_t *gl = gw_glink_of(pn_event_link(event));
+        if (gl && !gl->client && gl->role == GW_LINK_DELIVERY)
+            gw_dl_on_remote_open(ctx_dest(conn, gl));
         if (!gl || !gl->client)
             break;
         if (gl->client->iot && gl->client->state == GW_CLIENT_CONNECTED &&
@@ -229,9 +234,9 @@ static void on_client_conn_state(gw_dest_t *dest, gw_amqp_state_t state, const c
         break;
     case GW_AMQP_DOWN:
         dest->up = false;
+        gw_ss_dest_down(dest);
         forget_dest(c, dest->index);
         gw_dest_forget_slots(dest);
-        gw_ss_dest_down(dest);
         gw_worker_reap_forget(c->w, gw_amqp_conn_pn(dest->conn));
         snprintf(why, sizeof(why), "AMQP connection lost: %s %s", cond ? cond : "closed",
                  desc ? desc : "");
@@ -283,9 +288,12 @@ void gw_amqp_events_on_state(gw_amqp_conn_t *conn, gw_amqp_state_t state, const 
             GW_LOG_WARN(GW_MOD, NULL, "worker %zu: AMQP connection to %s down: %s %s", w->index,
                         url, cond ? cond : "closed", desc ? desc : "");
         /* Every proton object of this connection goes away after this
-         * callback: forget them, then close the clients that used it. */
+         * callback: forget them, then close the clients that used it (a
+         * client whose will went over the lost L1s too: the Will Service
+         * publishes it, spec 5.1 rule 14). */
+        gw_ss_dest_down(dest);
         for (gw_client_t *c = w->clients; c; c = c->next) {
-            bool used = forget_dest(c, dest->index);
+            bool used = forget_dest(c, dest->index) || gw_ss_dest_used(c, dest);
             if (used && c->state != GW_CLIENT_CLOSING) {
                 if (c->state == GW_CLIENT_CONNECTING)
                     gw_connect_fail(c, GW_MQTT_CONNACK_SERVER_UNAVAILABLE, "AMQP connection lost");
@@ -294,7 +302,6 @@ void gw_amqp_events_on_state(gw_amqp_conn_t *conn, gw_amqp_state_t state, const 
             }
         }
         gw_dest_forget_slots(dest);
-        gw_ss_dest_down(dest);
         gw_worker_reap_forget(w, gw_amqp_conn_pn(conn));
         break;
     }

@@ -56,6 +56,9 @@ const char *gw_client_name(const gw_client_t *c)
     return c->id ? c->id : c->peer;
 }
 
+static bool serial_map_put(gw_worker_t *w, gw_client_t *c);
+static void serial_map_del(gw_worker_t *w, gw_client_t *c);
+
 void gw_client_accept(gw_worker_t *w, evutil_socket_t fd, const struct sockaddr *sa, int salen,
                       int kind)
 {
@@ -109,7 +112,7 @@ void gw_client_accept(gw_worker_t *w, evutil_socket_t fd, const struct sockaddr 
     } else {
         c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
     }
-    if (!c->ssn || !c->timer || !c->slow_ev || !c->bev)
+    if (!c->ssn || !c->timer || !c->slow_ev || !c->bev || !serial_map_put(w, c))
         goto fail;
     fd = -1; /* owned by the bufferevent now */
     bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
@@ -147,11 +150,72 @@ fail:
         evutil_closesocket(fd);
 }
 
+static size_t serial_slot(uint64_t serial, size_t cap)
+{
+    serial *= 0x9E3779B97F4A7C15ull; /* Fibonacci hashing */
+    return (size_t)(serial >> 32) & (cap - 1);
+}
+
+static bool serial_map_put(gw_worker_t *w, gw_client_t *c)
+{
+    if ((w->by_serial_n + 1) * 2 > w->by_serial_cap) {
+        size_t cap = w->by_serial_cap ? w->by_serial_cap * 2 : 64;
+        gw_client_t **n = calloc(cap, sizeof(*n));
+        if (!n)
+            return false;
+        for (size_t i = 0; i < w->by_serial_cap; i++) {
+            gw_client_t *o = w->by_serial[i];
+            if (!o)
+                continue;
+            size_t j = serial_slot(o->serial, cap);
+            while (n[j])
+                j = (j + 1) & (cap - 1);
+            n[j] = o;
+        }
+        free(w->by_serial);
+        w->by_serial = n;
+        w->by_serial_cap = cap;
+    }
+    size_t j = serial_slot(c->serial, w->by_serial_cap);
+    while (w->by_serial[j])
+        j = (j + 1) & (w->by_serial_cap - 1);
+    w->by_serial[j] = c;
+    w->by_serial_n++;
+    return true;
+}
+
+/* Linear probing, deletion by backward shift (no tombstones). */
+static void serial_map_del(gw_worker_t *w, gw_client_t *c)
+{
+    if (!w->by_serial_cap)
+        return;
+    size_t mask = w->by_serial_cap - 1, i = serial_slot(c->serial, w->by_serial_cap);
+    while (w->by_serial[i] && w->by_serial[i] != c)
+        i = (i + 1) & mask;
+    if (!w->by_serial[i])
+        return;
+    w->by_serial[i] = NULL;
+    w->by_serial_n--;
+    for (size_t j = (i + 1) & mask; w->by_serial[j]; j = (j + 1) & mask) {
+        size_t home = serial_slot(w->by_serial[j]->serial, w->by_serial_cap);
+        /* move j back to the hole i unless its home lies cyclically in (i, j] */
+        bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+        if (!stays) {
+            w->by_serial[i] = w->by_serial[j];
+            w->by_serial[j] = NULL;
+            i = j;
+        }
+    }
+}
+
 gw_client_t *gw_client_find_serial(gw_worker_t *w, uint64_t serial)
 {
-    for (gw_client_t *c = w->clients; c; c = c->next)
-        if (c->serial == serial)
-            return c;
+    if (!w->by_serial_cap)
+        return NULL;
+    size_t mask = w->by_serial_cap - 1;
+    for (size_t i = serial_slot(serial, w->by_serial_cap); w->by_serial[i]; i = (i + 1) & mask)
+        if (w->by_serial[i]->serial == serial)
+            return w->by_serial[i];
     return NULL;
 }
 
@@ -304,7 +368,9 @@ void gw_client_flush_amqp(gw_client_t *c)
 {
     for (size_t d = 0; d < c->w->gw->routes.ndest; d++) {
         gw_dest_t *dest = gw_client_dest(c, d);
-        if (c->ssn[d] && dest && dest->conn)
+        /* its sessions, and the shared links it uses (L2, L1s, L4s) */
+        if ((c->ssn[d] || d == c->ss_dest || d == c->l_publish.dest ||
+             (c->has_will && d == c->l_will.dest)) && dest && dest->conn)
             gw_amqp_conn_flush(dest->conn);
     }
 }
@@ -431,12 +497,13 @@ static void client_free(gw_client_t *c)
     if (c->next)
         c->next->prev = c->prev;
     w->nclients--;
+    serial_map_del(w, c);
     GW_STAT_DEC(w, conn_current[c->lst_kind]);
     free(c->ssn);
     if (c->dests)
         for (size_t d = 0; d < w->gw->routes.ndest; d++) {
             gw_dest_forget_slots(&c->dests[d]);
-            free(c->dests[d].l2_gl);
+            gw_ss_dest_free(&c->dests[d]);
         }
     free(c->dests);
     free(c->username);
@@ -597,6 +664,10 @@ static void close_common(gw_client_t *c, gw_close_how_t how, const char *reason)
     if (c->iot)
         gw_iot_close(c); /* before the teardown: ttd=0 goes out on a link still open */
     gw_ss_client_gone(c); /* before c->subs is freed */
+    if (c->has_will && c->w->gw->cfg->will_link == GW_WILL_LINK_SHARED)
+        gw_wl_client_gone(c, how, reason);
+    if (!c->iot && c->w->gw->cfg->delivery_link == GW_WILL_LINK_SHARED)
+        gw_dl_client_gone(c); /* before c->out is freed */
     amqp_teardown(c, how, reason);
     if (c->dests) {
         for (size_t d = 0; d < c->w->gw->routes.ndest; d++)
@@ -810,6 +881,8 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
         event_del(c->slow_ev);
         if (c->owed_credit)
             gw_client_replenish(c, 0);
+        if (c->nheld)
+            gw_dl_release_held(c);
         gw_client_flush_amqp(c);
         gw_client_resume(c);
     }

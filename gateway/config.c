@@ -8,6 +8,7 @@
 #define OFF(f) offsetof(gw_gateway_config_t, f)
 
 static const char *const mode_values[] = {"shared", "per-client", NULL};
+static const char *const will_link_values[] = {"shared", "per-client", NULL}; /* GW_WILL_LINK_* */
 static const char *const level_values[] = {"error", "warn", "info", "debug", "trace", NULL};
 static const char *const format_values[] = {"text", "json", NULL};
 /* Same order as gw_tls_client_cert_t. */
@@ -54,6 +55,12 @@ static const gw_config_opt_t opts[] = {
      "prefix of $mqtt.<id>.pubrel"},
     {"container-id", GW_CFG_STRING, OFF(container_id), 0, 256, NULL, NULL,
      "AMQP container id (default: generated)"},
+    {"will-link", GW_CFG_ENUM, OFF(will_link), 0, 0, "shared", will_link_values,
+     "shared: one will link per AMQP connection, wills named by correlation-id (spec 3.4a); "
+     "per-client: a will link per client named by its id (for a Will Service without shared links)"},
+    {"delivery-link", GW_CFG_ENUM, OFF(delivery_link), 0, 0, "per-client", will_link_values,
+     "shared: one delivery link per AMQP connection, each client's window kept by the "
+     "Subscription Service (spec 3.12); per-client: a $mqtt.to.<id>.publish link per client"},
     {"amqp-session-clients", GW_CFG_INT, OFF(session_clients), 1, 1024, "32", NULL,
      "clients sharing one AMQP session on a shared connection (1 = a session per client)"},
     {"amqp-idle-timeout", GW_CFG_DURATION, OFF(amqp_idle_timeout_ms), 0, 3600000, "0", NULL,

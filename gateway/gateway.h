@@ -45,6 +45,7 @@
 /* ------------------------------------------------------------------ */
 
 enum { GW_MODE_SHARED = 0, GW_MODE_PER_CLIENT = 1 };
+enum { GW_WILL_LINK_SHARED = 0, GW_WILL_LINK_PER_CLIENT = 1 }; /* --will-link, --delivery-link */
 enum { GW_ANON_AUTO = 0, GW_ANON_TRUE = 1, GW_ANON_FALSE = 2 }; /* --allow-anonymous */
 
 typedef struct gw_gateway_config {
@@ -57,6 +58,8 @@ typedef struct gw_gateway_config {
     int64_t max_packet_size;
     int64_t inflight_window;
     int64_t session_clients;    /* --amqp-session-clients */
+    int will_link;              /* GW_WILL_LINK_*: L1s (spec 3.4a) or an L1 per client */
+    int delivery_link;          /* GW_WILL_LINK_*: L4s (spec 3.12) or an L4 per client */
     int64_t max_client_id_len;
     int64_t out_high_watermark;
     int64_t slow_client_timeout_ms;
@@ -233,6 +236,15 @@ typedef struct gw_ssn_slot {
     struct gw_ssn_slot *prev, *next;
 } gw_ssn_slot_t;
 
+/* A link shared by every client of a connection (ss_link.c): its proton
+ * link, its context (a gw_glink_t with client NULL, owned) and the clients
+ * waiting for its credit, in order (gw_client_t.sw_*). */
+typedef struct gw_shared {
+    pn_link_t *pn;
+    struct gw_glink *gl;
+    struct gw_client *wait_head, *wait_tail;
+} gw_shared_t;
+
 /* One AMQP destination (URL) as seen by one worker (shared mode). */
 typedef struct gw_dest {
     gw_worker_t *w;
@@ -245,13 +257,10 @@ typedef struct gw_dest {
     bool up_pub;    /* copy of up for the HTTP thread (__atomic relaxed) */
     gw_ssn_slot_t *slots; /* sessions of this connection (list, owned) */
     gw_ssn_slot_t *cur;   /* the one new clients join; NULL = begin a new one */
-    /* The L2 of this connection, shared by its clients (ss_link.c, spec 2.2):
-     * in its own session; context &l2_gl (client NULL). Clients waiting for
-     * its credit queue in l2w_head..l2w_tail. */
-    pn_session_t *l2_ssn;
-    pn_link_t *l2;
-    struct gw_glink *l2_gl;
-    struct gw_client *l2w_head, *l2w_tail;
+    /* The links of this connection shared by its clients (ss_link.c, spec
+     * 2.2): L2 and, with --will-link shared, L1s, in the control session. */
+    pn_session_t *ctl_ssn;
+    gw_shared_t l2, lw, ld; /* ld: the receiver L4s (--delivery-link shared) */
 } gw_dest_t;
 
 /* Per-worker counters (metrics.c sums them at scrape time). Written only by
@@ -299,6 +308,10 @@ struct gw_worker {
     gw_dest_t *dests;          /* gw->routes.ndest entries (shared mode) */
     gw_client_t *clients;      /* intrusive list */
     size_t nclients;
+    /* serial -> client (open addressing, power-of-two capacity): deliveries
+     * on a shared L4s name their client by serial (spec 3.12). */
+    gw_client_t **by_serial;
+    size_t by_serial_cap, by_serial_n;
     pn_message_t *msg;         /* scratch message for encode/decode on this thread */
     /* Cross-thread requests (takeover close, stop): guarded by ctl_mu. */
     struct event *ctl_ev;
@@ -416,6 +429,7 @@ typedef enum gw_close_how {
 typedef enum gw_link_role {
     GW_LINK_WILL,
     GW_LINK_SS,
+    GW_LINK_DELIVERY, /* the shared L4s (client NULL), spec 3.12 */
     GW_LINK_CONTROL,
     GW_LINK_PUBLISH,
     GW_LINK_PUBREL,
@@ -547,8 +561,15 @@ struct gw_client {
     gw_glink_t l_will, l_control, l_publish, l_pubrel;
     size_t ss_dest;          /* destination of the Subscription Service (shared L2) */
     gw_ss_req_t ss_req;      /* AMQP_LIST / AMQP_CLOSE in flight */
-    struct gw_client *l2w_next, *l2w_prev; /* waiting for L2 credit (dest->l2w_head) */
-    bool l2w_on;
+    gw_ss_req_t will_req;    /* AMQP_WILL in flight on the shared L1s */
+    /* --delivery-link shared (spec 3.12): deliveries that arrived before
+     * CONNACK (encoded copies, processed at CONNACK) and settlements held
+     * while the output is above the high watermark (spec 6.3 rule 3). */
+    struct gw_parked *parked;
+    pn_delivery_t **held;
+    uint32_t nparked, nheld, capheld;
+    struct gw_client *sw_next, *sw_prev; /* waiting for credit of a shared link */
+    gw_shared_t *sw_on;      /* ... that one (NULL: not waiting) */
     gw_glink_t *topic_links;
     size_t ntopic_links;
     uint32_t link_seq;
@@ -708,7 +729,8 @@ void gw_publish_on_outcome(gw_client_t *c, gw_glink_t *gl, pn_delivery_t *dlv);
 void gw_subscribe_on_outcome(gw_client_t *c, pn_delivery_t *dlv, gw_pending_sub_t *ps);
 void gw_connect_on_outcome(gw_client_t *c, pn_delivery_t *dlv, unsigned kind);
 
-/* ss_link.c: the shared L2 toward the Subscription Service (spec 2.2). */
+/* ss_link.c: the links shared by the clients of a connection (spec 2.2):
+ * L2 toward the Subscription Service, L1s toward the Will Service. */
 /* The L2 of c's destination d, attached on first use; NULL if it is down. */
 pn_link_t *gw_ss_link(gw_client_t *c, size_t d);
 /* True if c may send one control message now; else c waits in the
@@ -719,13 +741,51 @@ bool gw_ss_ready(gw_client_t *c);
 gw_err_t gw_ss_send(gw_client_t *c, gw_ss_req_t *req, unsigned kind);
 /* The client goes: leave the queue, orphan its requests in flight. */
 void gw_ss_client_gone(gw_client_t *c);
-void gw_ss_on_flow(gw_dest_t *dest);
+/* Events of a shared link (gl: its context, client NULL). */
+void gw_ss_on_flow(gw_dest_t *dest, gw_glink_t *gl);
 void gw_ss_on_delivery(gw_dest_t *dest, pn_delivery_t *dlv);
 void gw_ss_on_remote_close(gw_dest_t *dest, pn_link_t *link);
-/* The connection went DOWN: forget the link and the queue. */
+/* The connection went DOWN: forget both links and their queues. */
 void gw_ss_dest_down(gw_dest_t *dest);
+/* Frees the contexts of the shared links (the worker or client goes). */
+void gw_ss_dest_free(gw_dest_t *dest);
+/* True if c registered its will over dest's L1s: dest's loss ends c. */
+bool gw_ss_dest_used(gw_client_t *c, gw_dest_t *dest);
+/* --delivery-link shared: the L4s of destination d, attached on first use,
+ * with GW_DL_CREDIT credit, topped up as deliveries arrive (spec 6.3 rule 7). */
+#define GW_DL_CREDIT 10000
+pn_link_t *gw_dl_link(gw_client_t *c, size_t d);
+/* True once the peer has attached c's L4s (AMQP_LIST/CLOSE may name it). */
+bool gw_dl_ready(gw_client_t *c);
+/* A delivery arrived on an L4s: hand it to the client of its serial. */
+void gw_dl_on_delivery(gw_dest_t *dest, pn_delivery_t *dlv);
+/* The peer attached an L4s: CONNECTs waiting for it go on. */
+void gw_dl_on_remote_open(gw_dest_t *dest);
+/* c goes (L4s): settle what it holds, send AMQP_OFFLINE (spec 3.12). */
+void gw_dl_client_gone(gw_client_t *c);
+/* CONNACK written: process the deliveries parked before it. */
+void gw_dl_connected(gw_client_t *c);
+/* Settle an outbound delivery accepted now, or hold it while c's output
+ * is above its high watermark (L4s); gw_dl_release_held() at the drain. */
+void gw_dl_settle_accepted(gw_client_t *c, pn_delivery_t *dlv);
+void gw_dl_release_held(gw_client_t *c);
+/* --will-link shared: the L1s of destination d, attached on first use. */
+pn_link_t *gw_wl_link(gw_client_t *c, size_t d);
+/* As gw_ss_ready() for c's L1s. */
+bool gw_wl_ready(gw_client_t *c);
+/* AMQP_WILL of c (c->will) with correlation-id = c's id on its L1s, as
+ * c->will_req; needs gw_wl_ready(). */
+gw_err_t gw_wl_send_will(gw_client_t *c);
+/* c goes: orphan its AMQP_WILL in flight and, if the WS has its will, send
+ * AMQP_WILL_PUBLISH (brute, with reason) or AMQP_WILL_CLEAR (otherwise) on
+ * its L1s without waiting for credit (spec 4.14, 4.15). */
+void gw_wl_client_gone(gw_client_t *c, gw_close_how_t how, const char *reason);
 void gw_connect_on_control(gw_client_t *c, pn_delivery_t *dlv);
+/* AMQP_SUBSCRIPTIONS (decoded) for c: session present, its filters. */
+void gw_connect_on_subscriptions(gw_client_t *c, const gw_spec_msg_t *m);
 void gw_outbound_on_delivery(gw_client_t *c, pn_delivery_t *dlv);
+/* The delivery's message already in c->w->msg: decode and forward it. */
+void gw_outbound_process(gw_client_t *c, pn_delivery_t *dlv);
 void gw_outbound_on_pubrel_outcome(gw_client_t *c, pn_delivery_t *dlv);
 /** Send AMQP_PUBRELs waiting for credit on $mqtt.<id>.pubrel. */
 void gw_outbound_send_pending_pubrels(gw_client_t *c);

@@ -123,7 +123,13 @@ static gw_err_t attach_links(gw_client_t *c)
     if (gw_spec_addr_client(a, GW_SPEC_ADDR_CONTROL, c->id, c->id_len, ctl, sizeof(ctl)) ||
         gw_spec_addr_client(a, GW_SPEC_ADDR_PUBLISH, c->id, c->id_len, pub, sizeof(pub)))
         return GW_ERR_MQTT_CLIENT_ID;
-    if (c->has_will) {
+    if (c->has_will && c->w->gw->cfg->will_link == GW_WILL_LINK_SHARED) {
+        /* The connection's L1s: wills named by correlation-id (spec 3.4a). */
+        d = route_of(c, a->lwt);
+        glink_init(&c->l_will, c, GW_LINK_WILL, d, NULL);
+        if (!gw_wl_link(c, d))
+            return GW_ERR_AMQP;
+    } else if (c->has_will) {
         d = route_of(c, a->lwt);
         if (!(ssn = gw_client_session(c, d)))
             return GW_ERR_AMQP;
@@ -134,7 +140,8 @@ static gw_err_t attach_links(gw_client_t *c)
     /* L3 only carries AMQP_SUBSCRIPTIONS, the answer to AMQP_LIST: a clean
      * session never attaches it, a persistent one detaches it at CONNACK
      * (spec 2.2 L3). */
-    if (!c->clean_session) {
+    bool shared_dl = c->w->gw->cfg->delivery_link == GW_WILL_LINK_SHARED;
+    if (!c->clean_session && !shared_dl) {
         d = route_of(c, ctl);
         if (!(ssn = gw_client_session(c, d)))
             return GW_ERR_AMQP;
@@ -142,14 +149,23 @@ static gw_err_t attach_links(gw_client_t *c)
                    gw_amqp_receiver_open(ssn, ctl, ctl, PN_SND_MIXED, PN_RCV_FIRST, 1));
     }
     d = route_of(c, pub);
-    if (!(ssn = gw_client_session(c, d)))
-        return GW_ERR_AMQP;
-    glink_init(&c->l_publish, c, GW_LINK_PUBLISH, d,
-               gw_amqp_receiver_open(ssn, pub, pub, PN_SND_MIXED, PN_RCV_FIRST, 0));
+    if (shared_dl) {
+        /* The connection's L4s; the window travels in AMQP_LIST/CLOSE. */
+        glink_init(&c->l_publish, c, GW_LINK_PUBLISH, d, NULL);
+        if (!gw_dl_link(c, d))
+            return GW_ERR_AMQP;
+    } else {
+        if (!(ssn = gw_client_session(c, d)))
+            return GW_ERR_AMQP;
+        glink_init(&c->l_publish, c, GW_LINK_PUBLISH, d,
+                   gw_amqp_receiver_open(ssn, pub, pub, PN_SND_MIXED, PN_RCV_FIRST, 0));
+    }
     /* L2 is the connection's, shared by its clients (ss_link.c). */
     c->ss_dest = route_of(c, a->subctrl);
-    if ((c->has_will && !c->l_will.pn) || (!c->clean_session && !c->l_control.pn) ||
-        !c->l_publish.pn || !gw_ss_link(c, c->ss_dest))
+    if ((c->has_will && !c->l_will.pn && c->w->gw->cfg->will_link != GW_WILL_LINK_SHARED) ||
+        (!c->clean_session && !shared_dl && !c->l_control.pn) ||
+        (!shared_dl && !c->l_publish.pn) ||
+        !gw_ss_link(c, c->ss_dest))
         return GW_ERR_AMQP;
     return GW_OK;
 }
@@ -386,10 +402,16 @@ void gw_connect_progress(gw_client_t *c)
 
     if (c->state != GW_CLIENT_CONNECTING)
         return;
-    if (c->has_will && !c->will_sent && c->l_will.pn && pn_link_credit(c->l_will.pn) > 0) {
-        err = gw_spec_encode_will(w->msg, &c->will);
-        if (err == GW_OK)
-            err = send_on(c, &c->l_will, GW_DK_WILL);
+    bool shared_will = w->gw->cfg->will_link == GW_WILL_LINK_SHARED;
+    if (c->has_will && !c->will_sent &&
+        (shared_will ? gw_wl_ready(c) : c->l_will.pn && pn_link_credit(c->l_will.pn) > 0)) {
+        if (shared_will) {
+            err = gw_wl_send_will(c);
+        } else {
+            err = gw_spec_encode_will(w->msg, &c->will);
+            if (err == GW_OK)
+                err = send_on(c, &c->l_will, GW_DK_WILL);
+        }
         if (err != GW_OK) {
             gw_connect_fail(c, GW_MQTT_CONNACK_SERVER_UNAVAILABLE, "cannot send AMQP_WILL");
             return;
@@ -402,13 +424,25 @@ void gw_connect_progress(gw_client_t *c)
     /* AMQP_LIST/CLOSE once the SS (or the router) has attached L4 and L3:
      * a link-routed attach and a message on the shared L2 take different
      * paths (spec 4.2 step 11). */
-    if (!c->ss_sent && c->l_publish.pn && (pn_link_state(c->l_publish.pn) & PN_REMOTE_ACTIVE) &&
+    bool shared_dl = w->gw->cfg->delivery_link == GW_WILL_LINK_SHARED;
+    if (!c->ss_sent &&
+        (shared_dl ? gw_dl_ready(c)
+                   : c->l_publish.pn && (pn_link_state(c->l_publish.pn) & PN_REMOTE_ACTIVE)) &&
         (!c->l_control.pn || (pn_link_state(c->l_control.pn) & PN_REMOTE_ACTIVE)) &&
         gw_ss_ready(c)) {
         if (c->clean_session)
             err = gw_spec_encode_close(w->msg, &w->gw->addrs, c->id, c->id_len);
         else
             err = gw_spec_encode_list(w->msg, &w->gw->addrs, c->id, c->id_len);
+        if (err == GW_OK && shared_dl) {
+            gw_dest_t *dd = gw_client_dest(c, c->l_publish.dest);
+            const char *l4s = pn_link_name(dd->ld.pn);
+            err = gw_spec_add_delivery(w->msg, l4s, (uint32_t)w->gw->cfg->inflight_window,
+                                       c->serial);
+            /* AMQP_SUBSCRIPTIONS comes back on the L4s: no L3 (spec 3.12) */
+            if (err == GW_OK && !c->clean_session && pn_message_set_reply_to(w->msg, l4s))
+                err = GW_ERR_NOMEM;
+        }
         if (err == GW_OK)
             err = gw_ss_send(c, &c->ss_req, c->clean_session ? GW_DK_CLOSE : GW_DK_LIST);
         if (err != GW_OK) {
@@ -434,6 +468,8 @@ void gw_connect_progress(gw_client_t *c)
     }
     /* Only now may the Subscription Service send messages for this client. */
     gw_client_replenish(c, (uint32_t)w->gw->cfg->inflight_window);
+    if (c->nparked)
+        gw_dl_connected(c); /* L4s: what arrived before CONNACK */
     gw_client_flush_amqp(c);
     gw_client_resume(c);
 }
@@ -481,6 +517,18 @@ void gw_connect_on_outcome(gw_client_t *c, pn_delivery_t *dlv, unsigned kind)
     gw_connect_progress(c);
 }
 
+void gw_connect_on_subscriptions(gw_client_t *c, const gw_spec_msg_t *m)
+{
+    if (c->state == GW_CLIENT_CONNECTING && !c->subs_done) {
+        /* x-opt-session-present (absent: the decoder derives it) */
+        c->session_present = m->session_present;
+        c->subs_done = true;
+        /* The session's filters count toward --max-subscriptions-per-client. */
+        for (size_t i = 0; i < m->count; i++)
+            gw_subset_add(c, m->entries[i].filter.ptr, m->entries[i].filter.len);
+    }
+}
+
 void gw_connect_on_control(gw_client_t *c, pn_delivery_t *dlv)
 {
     gw_worker_t *w = c->w;
@@ -505,14 +553,7 @@ void gw_connect_on_control(gw_client_t *c, pn_delivery_t *dlv)
         gw_amqp_settle(dlv, PN_REJECTED, gw_err_amqp_condition(err), why[0] ? why : NULL);
     } else {
         gw_amqp_settle(dlv, PN_ACCEPTED, NULL, NULL);
-        if (c->state == GW_CLIENT_CONNECTING && !c->subs_done) {
-            /* x-opt-session-present (absent: the decoder derives it) */
-            c->session_present = m.session_present;
-            c->subs_done = true;
-            /* The session's filters count toward --max-subscriptions-per-client. */
-            for (size_t i = 0; i < m.count; i++)
-                gw_subset_add(c, m.entries[i].filter.ptr, m.entries[i].filter.len);
-        }
+        gw_connect_on_subscriptions(c, &m);
     }
     gw_spec_msg_clear(&m);
     if (c->l_control.pn)

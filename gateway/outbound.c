@@ -202,9 +202,6 @@ void gw_outbound_on_delivery(gw_client_t *c, pn_delivery_t *dlv)
 {
     gw_worker_t *w = c->w;
     gw_dest_t *dest = gw_client_dest(c, c->l_publish.dest);
-    gw_spec_msg_t m;
-    char why[256] = "";
-    gw_err_t err;
 
     if (pn_delivery_partial(dlv) || !pn_delivery_readable(dlv))
         return;
@@ -213,12 +210,26 @@ void gw_outbound_on_delivery(gw_client_t *c, pn_delivery_t *dlv)
         gw_amqp_settle(dlv, PN_RELEASED, NULL, NULL);
         return;
     }
-    memset(&m, 0, sizeof(m));
-    err = gw_amqp_recv(dest->conn, dlv, w->msg, (size_t)w->gw->cfg->max_packet_size + 65536u);
+    gw_err_t err = gw_amqp_recv(dest->conn, dlv, w->msg,
+                                (size_t)w->gw->cfg->max_packet_size + 65536u);
     if (err == GW_ERR_AGAIN)
         return;
-    if (err == GW_OK)
-        err = gw_spec_decode(w->msg, &m, why, sizeof(why));
+    if (err != GW_OK) {
+        refuse(c, dlv, err, "");
+        return;
+    }
+    gw_outbound_process(c, dlv);
+}
+
+void gw_outbound_process(gw_client_t *c, pn_delivery_t *dlv)
+{
+    gw_worker_t *w = c->w;
+    gw_spec_msg_t m;
+    char why[256] = "";
+    gw_err_t err;
+
+    memset(&m, 0, sizeof(m));
+    err = gw_spec_decode(w->msg, &m, why, sizeof(why));
     if (err != GW_OK) {
         refuse(c, dlv, err, why);
         goto cleanup;
@@ -231,9 +242,10 @@ void gw_outbound_on_delivery(gw_client_t *c, pn_delivery_t *dlv)
             err = write_publish(c, &m.publish, 0, 0);
             if (presettled)
                 pn_delivery_settle(dlv);
+            else if (err == GW_OK)
+                gw_dl_settle_accepted(c, dlv); /* held above the watermark (L4s) */
             else
-                gw_amqp_settle(dlv, err == GW_OK ? PN_ACCEPTED : PN_REJECTED,
-                               err == GW_OK ? NULL : gw_err_amqp_condition(err), NULL);
+                gw_amqp_settle(dlv, PN_REJECTED, gw_err_amqp_condition(err), NULL);
             gw_client_replenish(c, 1);
             goto cleanup;
         }
@@ -301,7 +313,7 @@ cleanup:
 
 static void complete(gw_client_t *c, gw_out_msg_t *o)
 {
-    gw_amqp_settle(o->dlv, PN_ACCEPTED, NULL, NULL);
+    gw_dl_settle_accepted(c, o->dlv);
     out_remove(c, o);
     gw_client_replenish(c, 1);
     gw_client_flush_amqp(c);

@@ -359,7 +359,7 @@ void gw_worker_cleanup(gw_worker_t *w)
                 w->dests[d].conn = NULL;
             }
             gw_dest_forget_slots(&w->dests[d]);
-            free(w->dests[d].l2_gl);
+            gw_ss_dest_free(&w->dests[d]);
         }
     }
     /* Released links went with their connections: nothing left to free. */
@@ -367,6 +367,7 @@ void gw_worker_cleanup(gw_worker_t *w)
     if (w->reap_ev)
         event_del(w->reap_ev);
     free(w->dests);
+    free(w->by_serial);
     w->dests = NULL;
     /* TLS bufferevents use deferred callbacks: a freed one whose callback
      * was pending is released when that callback runs. Let it run. */

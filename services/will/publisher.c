@@ -65,6 +65,8 @@ struct gw_will_publisher {
     gw_will_pub_stats_t stats;
     void (*on_closed)(void *);
     void *on_closed_ctx;
+    void (*on_write)(void *); /* before each store write (group commit) */
+    void *on_write_ctx;
 };
 
 static void pub_list_push(pub_list_t *l, will_pub_t *p)
@@ -107,6 +109,8 @@ static void pub_free(will_pub_t *p)
 /* The publication is complete (or given up): forget it durably. */
 static void pub_done(gw_will_publisher_t *pb, will_pub_t *p)
 {
+    if (pb->on_write)
+        pb->on_write(pb->on_write_ctx);
     gw_err_t err = gw_will_store_published(pb->store, p->rec->id);
     if (err != GW_OK && err != GW_ERR_NOT_FOUND)
         GW_LOG_ERROR(PUB_MOD, p->rec->name, "cannot delete published will id=%lld: %s",
@@ -504,6 +508,12 @@ void gw_will_publisher_on_closed(gw_will_publisher_t *pb, void (*fn)(void *), vo
 {
     pb->on_closed = fn;
     pb->on_closed_ctx = ctx;
+}
+
+void gw_will_publisher_on_write(gw_will_publisher_t *pb, void (*fn)(void *), void *ctx)
+{
+    pb->on_write = fn;
+    pb->on_write_ctx = ctx;
 }
 
 gw_will_pub_stats_t gw_will_publisher_stats(const gw_will_publisher_t *pb) { return pb->stats; }

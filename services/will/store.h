@@ -3,12 +3,14 @@
  *
  * Two kinds of rows:
  *
- *  - HELD wills, keyed by the name of the link that delivered them (= the
- *    MQTT client id). A held will belongs to an attached link, waits for a
+ *  - HELD wills, keyed by the MQTT client id (the name of the per-client
+ *    link that delivered them, or the correlation-id of a message on a
+ *    shared will link). A held will belongs to an attached link, waits for a
  *    will delay, or is an orphan after a restart (grace period).
  *  - PUBLISHING wills: a held will whose publication was decided (its link
  *    was lost and no re-attach came in time). gw_will_store_mark_publishing()
- *    MOVES the row out of the held table in one transaction and gives it a
+ *    (its own transaction) or gw_will_store_move_publishing() (a write of
+ *    the open batch) MOVES the row out of the held table atomically and gives it a
  *    numeric id. From then on the publication no longer depends on the link
  *    name: a new link with that name may store a new will without touching
  *    it, and after a restart it is republished at once (no grace period: the
@@ -119,6 +121,18 @@ gw_err_t gw_will_store_list(gw_will_store_t *st, gw_will_store_cb cb, void *ctx)
  * no held will.
  */
 gw_err_t gw_will_store_mark_publishing(gw_will_store_t *st, const char *name,
+                                       gw_will_rec_t **out);
+/**
+ * The same move as a write of the open batch (required: GW_ERR_INVAL
+ * without one): durable, like put and delete, only once the batch is
+ * committed, and undone with it if the commit fails. The move itself is
+ * all or nothing (a savepoint): on an error the will stays held and the
+ * batch goes on. Hand *out (owned by the caller, id set) to the publisher
+ * only after the commit, so that a publication never precedes the durable
+ * decision to publish. GW_ERR_NOT_FOUND if name has no held will (also
+ * when a put of name earlier in the batch was not made).
+ */
+gw_err_t gw_will_store_move_publishing(gw_will_store_t *st, const char *name,
                                        gw_will_rec_t **out);
 /** Every publishing will, oldest first. */
 gw_err_t gw_will_store_list_publishing(gw_will_store_t *st, gw_will_store_cb cb, void *ctx);

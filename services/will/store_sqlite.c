@@ -36,6 +36,9 @@ enum {
     ST_BEGIN,
     ST_COMMIT,
     ST_ROLLBACK,
+    ST_SAVEPOINT,
+    ST_RELEASE,
+    ST_ROLLBACK_TO,
     ST__N
 };
 
@@ -62,6 +65,10 @@ static const char *const store_sql[ST__N] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
+    /* A move inside a batch: all or nothing without ending the batch. */
+    [ST_SAVEPOINT] = "SAVEPOINT will_move",
+    [ST_RELEASE] = "RELEASE will_move",
+    [ST_ROLLBACK_TO] = "ROLLBACK TO will_move",
 };
 
 static const char store_schema[] =
@@ -386,11 +393,34 @@ gw_err_t gw_will_store_list(gw_will_store_t *st, gw_will_store_cb cb, void *ctx)
     return store_iterate(st, ST_LIST, cb, ctx);
 }
 
+/* Copy the held will of name to publishing, delete it from wills, read
+ * the new row back into *out. No transaction control: the caller wraps it. */
+static gw_err_t store_move(gw_will_store_t *st, const char *name, gw_will_rec_t **out)
+{
+    gw_err_t err;
+    int64_t id;
+
+    if (sqlite3_bind_text(st->st[ST_COPY_PENDING], 1, name, -1, SQLITE_STATIC) != SQLITE_OK)
+        return store_fail(st, "bind");
+    err = store_exec(st, ST_COPY_PENDING);
+    if (err != GW_OK)
+        return err;
+    if (sqlite3_changes(st->db) == 0)
+        return GW_ERR_NOT_FOUND;
+    id = sqlite3_last_insert_rowid(st->db);
+    if (sqlite3_bind_text(st->st[ST_DELETE], 1, name, -1, SQLITE_STATIC) != SQLITE_OK)
+        return store_fail(st, "bind");
+    err = store_exec(st, ST_DELETE);
+    if (err != GW_OK)
+        return err;
+    sqlite3_bind_int64(st->st[ST_GET_PENDING], 1, id);
+    return store_get_one(st, ST_GET_PENDING, out);
+}
+
 gw_err_t gw_will_store_mark_publishing(gw_will_store_t *st, const char *name,
                                        gw_will_rec_t **out)
 {
     gw_err_t err;
-    int64_t id;
 
     *out = NULL;
     if (st->in_batch)
@@ -398,43 +428,54 @@ gw_err_t gw_will_store_mark_publishing(gw_will_store_t *st, const char *name,
     err = store_exec(st, ST_BEGIN);
     if (err != GW_OK)
         return err;
-    if (sqlite3_bind_text(st->st[ST_COPY_PENDING], 1, name, -1, SQLITE_STATIC) != SQLITE_OK) {
-        err = store_fail(st, "bind");
-        goto cleanup;
-    }
-    err = store_exec(st, ST_COPY_PENDING);
-    if (err != GW_OK)
-        goto cleanup;
-    if (sqlite3_changes(st->db) == 0) {
-        err = GW_ERR_NOT_FOUND;
-        goto cleanup;
-    }
-    id = sqlite3_last_insert_rowid(st->db);
-    if (sqlite3_bind_text(st->st[ST_DELETE], 1, name, -1, SQLITE_STATIC) != SQLITE_OK) {
-        err = store_fail(st, "bind");
-        goto cleanup;
-    }
-    err = store_exec(st, ST_DELETE);
-    if (err != GW_OK)
-        goto cleanup;
-    sqlite3_bind_int64(st->st[ST_GET_PENDING], 1, id);
-    err = store_get_one(st, ST_GET_PENDING, out);
-    if (err != GW_OK)
-        goto cleanup;
-    err = store_exec(st, ST_COMMIT);
+    err = store_move(st, name, out);
+    if (err == GW_OK)
+        err = store_exec(st, ST_COMMIT);
     if (err == GW_OK) {
         st->held--;
         st->pub++;
         st->commits++;
-    }
-cleanup:
-    if (err != GW_OK) {
+    } else {
         /* Nothing of the move is visible: the will stays held. */
         if (!sqlite3_get_autocommit(st->db))
             (void)store_exec(st, ST_ROLLBACK);
         gw_will_rec_free(*out);
         *out = NULL;
     }
+    return err;
+}
+
+gw_err_t gw_will_store_move_publishing(gw_will_store_t *st, const char *name,
+                                       gw_will_rec_t **out)
+{
+    gw_err_t err;
+
+    *out = NULL;
+    if (!st->in_batch)
+        return GW_ERR_INVAL;
+    err = store_write_check(st);
+    if (err != GW_OK)
+        return err;
+    err = store_exec(st, ST_SAVEPOINT);
+    if (err != GW_OK)
+        return err;
+    err = store_move(st, name, out);
+    if (err == GW_OK)
+        err = store_exec(st, ST_RELEASE);
+    if (err == GW_OK) {
+        st->held--;
+        st->pub++;
+        return GW_OK;
+    }
+    /* Undo the half of the move that may have happened; the batch goes on.
+     * (If SQLite already rolled the whole transaction back, the commit
+     * reports it.) */
+    if (!sqlite3_get_autocommit(st->db)) {
+        (void)store_exec(st, ST_ROLLBACK_TO);
+        (void)store_exec(st, ST_RELEASE);
+    }
+    gw_will_rec_free(*out);
+    *out = NULL;
     return err;
 }
 

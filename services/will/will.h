@@ -87,6 +87,13 @@ gw_will_pub_stats_t gw_will_publisher_stats(const gw_will_publisher_t *pub);
 const gw_will_pub_stats_t *gw_will_publisher_stats_ref(const gw_will_publisher_t *pub);
 /** Called (if set) whenever the publisher's connection reaches CLOSED. */
 void gw_will_publisher_on_closed(gw_will_publisher_t *pub, void (*fn)(void *), void *ctx);
+/**
+ * Called (if set) right before each store write of the publisher (the
+ * delete of a publication that is done), so that the service can open its
+ * group-commit batch and the write shares that commit (a publishing row
+ * deleted late is at worst published again after a crash: at least once).
+ */
+void gw_will_publisher_on_write(gw_will_publisher_t *pub, void (*fn)(void *), void *ctx);
 
 /* ------------------------------------------------------------------ */
 /* Service                                                             */

@@ -22,6 +22,14 @@ class GatewayEnv:
 def start_gateway(procs, amqp_port, *args, workers=1, wait_up=True, name="mqtt-gateway"):
     port = gwtest.free_port()
     url = f"amqp://127.0.0.1:{amqp_port}"
+    # The stand-in peer (gw_amqp_peer) plays a Will Service and a Subscription
+    # Service with links per client; the shared will and delivery links (the
+    # defaults) are tested against the real services
+    # (test_gateway_shared_*.py, test_gateway_e2e.py).
+    if "--will-link" not in args:
+        args = ("--will-link", "per-client") + tuple(args)
+    if "--delivery-link" not in args:
+        args = ("--delivery-link", "per-client") + tuple(args)
     argv = [gwtest.binary("gateway", "mqtt-gateway"), "--workers", str(workers),
             "--amqp-url", url, "--mqtt-listen", f"127.0.0.1:{port}",
             "--log-level", "debug", "--shutdown-timeout", "3s", *args]

@@ -25,7 +25,7 @@ def stack(procs, tmp_path):
     procs.start([WS, "--listen", f"127.0.0.1:{ws_port}", "--store", str(tmp_path / "will.db"),
                  "--publish-url", f"amqp://127.0.0.1:{ss_port}", "--store-sync", "normal"],
                 "will-service", ready_port=ws_port)
-    gw, port = start_gateway(procs, ss_port, "--route",
+    gw, port = start_gateway(procs, ss_port, "--will-link", "shared", "--route",
                              f"$mqtt.lwtservice=amqp://127.0.0.1:{ws_port}", wait_up=False)
     gwtest.wait_until(lambda: gw.log().count(" up\"") >= 2, what="both AMQP connections up")
     return port

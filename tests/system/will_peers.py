@@ -7,12 +7,16 @@
   condition of a detach.
 - WillEnv: starts will-service (and the publish sink) with procs on free
   ports, reads what the sink received and what the store holds.
+- Shared will link (L1s, spec 3.4a): shared_will_message(),
+  shared_clear_message(), shared_publish_message() and SharedWillLink, a
+  sender whose target carries the capability mqtt-shared-will.
 """
 import json
 import os
 import sqlite3
 
-from proton import Condition, Delivery, Endpoint, Message, int32, symbol
+from proton import Condition, Data, Delivery, Endpoint, Handler, Message, int32, symbol
+from proton.reactor import LinkOption
 from proton.utils import BlockingConnection, LinkDetached
 
 import gwtest
@@ -84,6 +88,99 @@ class WillLink:
         return bool(self.link.state & Endpoint.REMOTE_ACTIVE)
 
 
+SHARED_CAP = "mqtt-shared-will"
+
+
+def shared_will_message(client_id, topic, payload, qos, retain):
+    """AMQP_WILL on an L1s: the will of client_id (correlation-id)."""
+    m = will_message(topic, payload, qos, retain)
+    m.correlation_id = client_id
+    return m
+
+
+def shared_clear_message(client_id):
+    return Message(subject="will-clear", correlation_id=client_id)
+
+
+def shared_publish_message(client_id, reason=None):
+    """AMQP_WILL_PUBLISH (spec 3.4a); reason: application property, optional."""
+    m = Message(subject="will-publish", correlation_id=client_id)
+    if reason is not None:
+        m.properties = {"reason": reason}
+    return m
+
+
+class SharedCapability(LinkOption):
+    """Target capability mqtt-shared-will, as one symbol or as an array."""
+
+    def __init__(self, as_array=False):
+        self.as_array = as_array
+
+    def apply(self, link):
+        caps = link.target.capabilities
+        if self.as_array:
+            caps.put_array(False, Data.SYMBOL)
+            caps.enter()
+            caps.put_symbol(symbol("x-other-capability"))
+            caps.put_symbol(symbol(SHARED_CAP))
+            caps.exit()
+        else:
+            caps.put_symbol(symbol(SHARED_CAP))
+
+
+class SettleOrder(Handler):
+    """Link handler: the delivery tags in the order their terminal outcomes
+    arrived from the peer (the order in which it settled them)."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags = []
+
+    def on_delivery(self, event):
+        d = event.delivery
+        if d.remote_state in STATE_NAMES and d.tag not in self.seen():
+            self.tags.append(d.tag)
+
+    def seen(self):
+        return set(self.tags)
+
+
+class SharedWillLink(WillLink):
+    """A shared will link (L1s): one sender for many clients, each message
+    naming its client in correlation-id. name: any (not a key).
+    record_order: keep the order of the peer's settlements (self.order.tags)."""
+
+    def __init__(self, conn, name, address=LWT, as_array=False, record_order=False):
+        self.conn = conn
+        self.order = SettleOrder() if record_order else None
+        self.sender = conn.create_sender(address, name=name, handler=self.order,
+                                         options=SharedCapability(as_array))
+        self.link = self.sender.link
+
+    def send_nowait(self, msg):
+        """Queue an unsettled transfer; returns its delivery."""
+        return self.link.send(msg)
+
+    def outcomes(self, dlvs, timeout=30):
+        """Wait until every delivery is settled by the peer; their
+        (state, condition, description), in the order of dlvs."""
+        self.conn.wait(lambda: all(d.remote_state in STATE_NAMES or d.settled for d in dlvs),
+                       timeout=timeout, msg="outcomes of %d will messages" % len(dlvs))
+        out = []
+        for d in dlvs:
+            cond = d.remote.condition
+            out.append((STATE_NAMES.get(d.remote_state, str(d.remote_state)),
+                        cond.name if cond else None, cond.description if cond else None))
+            d.settle()
+        return out
+
+    def send_all(self, msgs, timeout=30):
+        """Send every message back to back, then wait for all outcomes;
+        the list of state names."""
+        dlvs = [self.send_nowait(m) for m in msgs]
+        return [o[0] for o in self.outcomes(dlvs, timeout)]
+
+
 class WillEnv:
     """One will-service under test, its store, and the publish sink."""
 
@@ -135,6 +232,18 @@ class WillEnv:
         if retain:
             args.append("--retain")
         return self.procs.start(args, "client-%s" % name, ready_log="WILL accepted")
+
+    def shared_client_process(self, name, ids, topic, payload, qos=1, retain=False):
+        """A gateway stand-in with one shared will link (L1s) named name, in
+        its own process (to be killed): the will of each client id in ids is
+        topic/<id>, payload "<payload>-<id>"."""
+        args = [PY, os.path.join(HERE, "will_client.py"), "--port", str(self.port),
+                "--name", name, "--topic", topic, "--payload", payload, "--qos", str(qos),
+                "--shared-ids", ",".join(ids)]
+        if retain:
+            args.append("--retain")
+        return self.procs.start(args, "shared-client-%s" % name,
+                                ready_log="SHARED WILLS accepted")
 
     def close_all(self):
         for c in self.conns:

@@ -563,6 +563,119 @@ static void test_encode_inval(void **state)
                      GW_ERR_INVAL);
 }
 
+/* spec 3.12: the registration annotations on AMQP_CLOSE / AMQP_LIST, and
+ * AMQP_OFFLINE; all three together or none. */
+static void test_delivery_registration(void **state)
+{
+    pn_message_t *m = *state;
+    gw_spec_msg_t d;
+    char why[200];
+    assert_int_equal(gw_spec_encode_close(m, NULL, "c1", 2), GW_OK);
+    assert_int_equal(gw_spec_add_delivery(m, "$mqtt.to.$mqtt.delivery.g1", 32, 77), GW_OK);
+    pn_data_t *a = anno(m, GW_SPEC_ANNO_DELIVERY_LINK);
+    assert_non_null(a);
+    assert_int_equal(pn_data_type(a), PN_STRING);
+    a = anno(m, GW_SPEC_ANNO_CLIENT_SERIAL);
+    assert_non_null(a);
+    assert_int_equal(pn_data_type(a), PN_ULONG);
+    pn_message_t *copy = wire_copy(m);
+    assert_int_equal(gw_spec_decode(copy, &d, why, sizeof why), GW_OK);
+    assert_int_equal(d.kind, GW_SPEC_CLOSE);
+    assert_true(d.has_delivery);
+    assert_spec_str(d.delivery_link, "$mqtt.to.$mqtt.delivery.g1");
+    assert_int_equal(d.window, 32);
+    assert_int_equal(d.client_serial, 77);
+    pn_message_free(copy);
+
+    assert_int_equal(gw_spec_encode_list(m, NULL, "c1", 2), GW_OK);
+    assert_int_equal(gw_spec_add_delivery(m, "L", 65535, UINT64_MAX), GW_OK);
+    copy = wire_copy(m);
+    assert_int_equal(gw_spec_decode(copy, &d, why, sizeof why), GW_OK);
+    assert_int_equal(d.kind, GW_SPEC_LIST);
+    assert_true(d.has_delivery);
+    assert_int_equal(d.window, 65535);
+    assert_true(d.client_serial == UINT64_MAX);
+    pn_message_free(copy);
+
+    /* none: a per-client L4 gateway */
+    assert_int_equal(gw_spec_encode_close(m, NULL, "c1", 2), GW_OK);
+    assert_int_equal(gw_spec_decode(m, &d, why, sizeof why), GW_OK);
+    assert_false(d.has_delivery);
+
+    /* the link without window and serial: refused */
+    assert_int_equal(gw_spec_encode_close(m, NULL, "c1", 2), GW_OK);
+    assert_int_equal(gw_spec_add_delivery(m, "L", 0, 5), GW_OK); /* no window */
+    assert_int_equal(gw_spec_decode(m, &d, why, sizeof why), GW_ERR_SPEC_FIELD);
+    assert_non_null(strstr(why, GW_SPEC_ANNO_WINDOW));
+    /* a window of 0 or above 65535: refused */
+    pn_data_t *an = pn_message_annotations(m);
+    pn_data_clear(an);
+    pn_data_put_map(an);
+    pn_data_enter(an);
+    pn_data_put_symbol(an, pn_bytes(strlen(GW_SPEC_ANNO_DELIVERY_LINK), GW_SPEC_ANNO_DELIVERY_LINK));
+    pn_data_put_string(an, pn_bytes(1, "L"));
+    pn_data_put_symbol(an, pn_bytes(strlen(GW_SPEC_ANNO_WINDOW), GW_SPEC_ANNO_WINDOW));
+    pn_data_put_long(an, 70000);
+    pn_data_put_symbol(an, pn_bytes(strlen(GW_SPEC_ANNO_CLIENT_SERIAL), GW_SPEC_ANNO_CLIENT_SERIAL));
+    pn_data_put_ulong(an, 1);
+    pn_data_exit(an);
+    assert_int_equal(gw_spec_decode(m, &d, why, sizeof why), GW_ERR_SPEC_FIELD);
+    assert_int_equal(gw_spec_add_delivery(m, "", 5, 1), GW_ERR_INVAL);
+
+    /* AMQP_OFFLINE: link and serial required, no window */
+    assert_int_equal(gw_spec_encode_offline(m, NULL, "c1", 2, "L", 9), GW_OK);
+    assert_string_equal(pn_message_get_subject(m), GW_SPEC_SUBJECT_OFFLINE);
+    assert_null(anno(m, GW_SPEC_ANNO_WINDOW));
+    copy = wire_copy(m);
+    assert_int_equal(gw_spec_decode(copy, &d, why, sizeof why), GW_OK);
+    assert_int_equal(d.kind, GW_SPEC_OFFLINE);
+    assert_spec_str(d.correlation_id, "$mqtt.to.c1.publish");
+    assert_spec_str(d.delivery_link, "L");
+    assert_int_equal(d.client_serial, 9);
+    pn_message_free(copy);
+    assert_int_equal(gw_spec_encode_close(m, NULL, "c1", 2), GW_OK);
+    pn_message_set_subject(m, GW_SPEC_SUBJECT_OFFLINE);
+    assert_int_equal(gw_spec_decode(m, &d, why, sizeof why), GW_ERR_SPEC_FIELD);
+}
+
+/* spec 3.4a: AMQP_WILL_PUBLISH and the correlation-id every L1s message needs. */
+static void test_shared_will_messages(void **state)
+{
+    pn_message_t *m = *state;
+    gw_spec_msg_t d;
+    char why[200];
+    gw_spec_decode_opts_t o = {
+        .allowed = GW_SPEC_KIND_BIT(GW_SPEC_WILL) | GW_SPEC_KIND_BIT(GW_SPEC_WILL_CLEAR) |
+                   GW_SPEC_KIND_BIT(GW_SPEC_WILL_PUBLISH),
+        .need_correlation = true};
+    assert_int_equal(gw_spec_encode_will_publish(m, "keep-alive expired"), GW_OK);
+    assert_int_equal(gw_spec_set_correlation_id(m, "dev-1", 5), GW_OK);
+    assert_string_equal(pn_message_get_subject(m), GW_SPEC_SUBJECT_WILL_PUBLISH);
+    pn_message_t *copy = wire_copy(m);
+    assert_int_equal(gw_spec_decode_opts(copy, &o, &d, why, sizeof why), GW_OK);
+    assert_int_equal(d.kind, GW_SPEC_WILL_PUBLISH);
+    assert_spec_str(d.correlation_id, "dev-1");
+    pn_data_t *p = pn_message_properties(copy);
+    pn_data_rewind(p);
+    assert_true(pn_data_next(p));
+    assert_int_equal(pn_data_type(p), PN_MAP);
+    pn_message_free(copy);
+
+    assert_int_equal(gw_spec_encode_will_clear(m), GW_OK);
+    assert_int_equal(gw_spec_decode_opts(m, &o, &d, why, sizeof why), GW_ERR_SPEC_FIELD);
+    assert_non_null(strstr(why, "correlation-id"));
+    pn_atom_t num = {.type = PN_ULONG, .u.as_ulong = 4};
+    pn_message_set_correlation_id(m, num);
+    assert_int_equal(gw_spec_decode_opts(m, &o, &d, why, sizeof why), GW_ERR_SPEC_FIELD);
+    /* per-client L1: no correlation-id needed */
+    o.need_correlation = false;
+    assert_int_equal(gw_spec_encode_will_clear(m), GW_OK);
+    assert_int_equal(gw_spec_decode_opts(m, &o, &d, why, sizeof why), GW_OK);
+    assert_int_equal(gw_spec_encode_will_publish(m, NULL), GW_OK);
+    assert_int_equal(gw_spec_decode_opts(m, &o, &d, why, sizeof why), GW_OK);
+    assert_int_equal(d.kind, GW_SPEC_WILL_PUBLISH);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -579,6 +692,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_session, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pubrel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_encode_inval, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delivery_registration, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shared_will_messages, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -216,10 +216,18 @@ void gw_amqp_listener_free(gw_amqp_listener_t *lst);
 /** Open a sender: name, target address (NULL = anonymous relay), settle modes. */
 pn_link_t *gw_amqp_sender_open(pn_session_t *ssn, const char *name, const char *target,
                                pn_snd_settle_mode_t snd, pn_rcv_settle_mode_t rcv);
+/** gw_amqp_sender_open() whose target carries one capability symbol. */
+pn_link_t *gw_amqp_sender_open_cap(pn_session_t *ssn, const char *name, const char *target,
+                                   pn_snd_settle_mode_t snd, pn_rcv_settle_mode_t rcv,
+                                   const char *capability);
 /** Open a receiver on source address and grant credit. */
 pn_link_t *gw_amqp_receiver_open(pn_session_t *ssn, const char *name, const char *source,
                                  pn_snd_settle_mode_t snd, pn_rcv_settle_mode_t rcv,
                                  int credit);
+/** gw_amqp_receiver_open() whose source carries one capability symbol. */
+pn_link_t *gw_amqp_receiver_open_cap(pn_session_t *ssn, const char *name, const char *source,
+                                     pn_snd_settle_mode_t snd, pn_rcv_settle_mode_t rcv,
+                                     int credit, const char *capability);
 
 /**
  * Encode msg and send it as one delivery on sender (needs credit: returns
@@ -231,6 +239,11 @@ pn_link_t *gw_amqp_receiver_open(pn_session_t *ssn, const char *name, const char
  */
 gw_err_t gw_amqp_send(gw_amqp_conn_t *conn, pn_link_t *sender, pn_message_t *msg,
                       bool presettled, pn_delivery_t **out);
+/** gw_amqp_send() of an unsettled delivery whether or not there is credit:
+ * proton keeps it, in order, until credit arrives (a client's last control
+ * message, which must not wait for the client). */
+gw_err_t gw_amqp_send_queued(gw_amqp_conn_t *conn, pn_link_t *sender, pn_message_t *msg,
+                             pn_delivery_t **out);
 
 /**
  * Read a complete incoming delivery (pn_delivery_readable, !partial) into msg

@@ -57,6 +57,9 @@
 /* Subjects (spec/ section "Messages"). AMQP_PUBLISH has none. */
 #define GW_SPEC_SUBJECT_WILL "will"
 #define GW_SPEC_SUBJECT_WILL_CLEAR "will-clear"
+/* Target capability of a shared will link (L1s, spec 2.2, 5.1). */
+#define GW_SPEC_CAP_SHARED_WILL "mqtt-shared-will"
+#define GW_SPEC_SUBJECT_WILL_PUBLISH "will-publish" /* shared will link only (spec 3.4a) */
 #define GW_SPEC_SUBJECT_LIST "list"
 #define GW_SPEC_SUBJECT_SUBSCRIPTIONS "subscriptions"
 #define GW_SPEC_SUBJECT_CLOSE "close"
@@ -69,6 +72,13 @@
 #define GW_SPEC_ANNO_QOS "x-opt-mqtt-qos"
 /* AMQP_SUBSCRIPTIONS: the SS held a session before this AMQP_LIST (bool). */
 #define GW_SPEC_ANNO_SESSION_PRESENT "x-opt-session-present"
+/* Shared delivery link (L4s, spec 3.12) */
+#define GW_SPEC_ANNO_DELIVERY_LINK "x-opt-mqtt-delivery-link"
+#define GW_SPEC_ANNO_WINDOW "x-opt-mqtt-window"
+#define GW_SPEC_ANNO_CLIENT_SERIAL "x-opt-mqtt-client-serial" /* also a delivery annotation */
+#define GW_SPEC_CAP_SHARED_DELIVERY "mqtt-shared-delivery"
+#define GW_SPEC_SUBJECT_OFFLINE "offline"
+#define GW_SPEC_SUBJECT_STOLEN "stolen"
 
 /* Link error condition used when a newer link with the same name or client
  * id takes over (standard AMQP 1.0 link error). */
@@ -134,11 +144,14 @@ typedef enum gw_spec_kind {
     GW_SPEC_SUBSCRIBE,
     GW_SPEC_UNSUBSCRIBE,
     GW_SPEC_PUBREL,
+    GW_SPEC_WILL_PUBLISH, /* shared will link (L1s) only, spec 3.4a */
+    GW_SPEC_OFFLINE,      /* L2, shared delivery link registrations, spec 3.12 */
+    GW_SPEC_STOLEN,       /* L4s only, spec 3.12 */
 } gw_spec_kind_t;
 
 /* Sets of kinds for gw_spec_decode_kinds(). */
 #define GW_SPEC_KIND_BIT(kind) (1u << (unsigned)(kind))
-#define GW_SPEC_KIND_ALL 0x1ffu
+#define GW_SPEC_KIND_ALL 0xfffu
 
 typedef struct gw_spec_str {
     const char *ptr;
@@ -171,6 +184,12 @@ typedef struct gw_spec_msg {
     gw_spec_str_t correlation_id;
     /* LIST: $mqtt.to.<id>.control (non-empty) */
     gw_spec_str_t reply_to;
+    /* LIST, CLOSE (optional, all three or none), OFFLINE (required): the
+     * registration on a shared delivery link (spec 3.12). */
+    bool has_delivery;
+    gw_spec_str_t delivery_link; /* non-empty */
+    uint32_t window;             /* 1..65535 (0 for OFFLINE) */
+    uint64_t client_serial;
     /* SUBSCRIBE, UNSUBSCRIBE, PUBREL: an MQTT packet id 1..65535 */
     bool has_message_id;
     uint64_t message_id;
@@ -223,6 +242,9 @@ typedef struct gw_spec_decode_opts {
      * this string. NULL: the topic is `to`. */
     const char *topic;
     size_t topic_len;
+    /* Shared will link (spec 3.4a): every kind needs a string correlation-id
+     * (the client id, 1..65535 bytes), returned in out->correlation_id. */
+    bool need_correlation;
 } gw_spec_decode_opts_t;
 
 /**
@@ -286,6 +308,12 @@ gw_err_t gw_spec_encode_publish(pn_message_t *msg, const gw_spec_publish_t *p);
 /** AMQP_WILL: subject will, `to` = will topic, annotations, durable = qos > 0, Data body. */
 gw_err_t gw_spec_encode_will(pn_message_t *msg, const gw_spec_publish_t *will);
 gw_err_t gw_spec_encode_will_clear(pn_message_t *msg);
+/** AMQP_WILL_PUBLISH (spec 3.4a): subject will-publish; reason (may be NULL)
+ * as the application property "reason". Set the correlation-id after. */
+gw_err_t gw_spec_encode_will_publish(pn_message_t *msg, const char *reason);
+/** Sets msg's correlation-id to the string id[0..len) (shared will link:
+ * the client id, spec 3.4a). */
+gw_err_t gw_spec_set_correlation_id(pn_message_t *msg, const char *id, size_t len);
 /** AMQP_LIST: correlation-id = publish address, reply-to = control address of client_id. */
 gw_err_t gw_spec_encode_list(pn_message_t *msg, const gw_spec_addrs_t *addrs,
                              const char *client_id, size_t id_len);
@@ -299,6 +327,14 @@ gw_err_t gw_spec_encode_session(pn_message_t *msg, bool session_present,
 /** AMQP_CLOSE: correlation-id = publish address of client_id. */
 gw_err_t gw_spec_encode_close(pn_message_t *msg, const gw_spec_addrs_t *addrs,
                               const char *client_id, size_t id_len);
+/** Adds the shared-delivery registration annotations (spec 3.12) to an
+ * AMQP_LIST/AMQP_CLOSE just encoded (window 0: left out, for OFFLINE). */
+gw_err_t gw_spec_add_delivery(pn_message_t *msg, const char *link, uint32_t window,
+                              uint64_t serial);
+/** AMQP_OFFLINE (spec 3.12): correlation-id, delivery link and serial. */
+gw_err_t gw_spec_encode_offline(pn_message_t *msg, const gw_spec_addrs_t *addrs,
+                                const char *client_id, size_t id_len, const char *link,
+                                uint64_t serial);
 /** AMQP_SUBSCRIBE: message-id = packet_id, correlation-id, AmqpValue map filter -> QoS. */
 gw_err_t gw_spec_encode_subscribe(pn_message_t *msg, const gw_spec_addrs_t *addrs,
                                   const char *client_id, size_t id_len, uint16_t packet_id,

@@ -39,12 +39,25 @@ static void gw_amqp_link_setup(pn_link_t *l, const char *addr, bool is_sender,
 pn_link_t *gw_amqp_sender_open(pn_session_t *ssn, const char *name, const char *target,
                                pn_snd_settle_mode_t snd, pn_rcv_settle_mode_t rcv)
 {
+    return gw_amqp_sender_open_cap(ssn, name, target, snd, rcv, NULL);
+}
+
+pn_link_t *gw_amqp_sender_open_cap(pn_session_t *ssn, const char *name, const char *target,
+                                   pn_snd_settle_mode_t snd, pn_rcv_settle_mode_t rcv,
+                                   const char *capability)
+{
     if (!ssn || !name)
         return NULL;
     pn_link_t *l = pn_sender(ssn, name);
     if (!l)
         return NULL;
     gw_amqp_link_setup(l, target, true, snd, rcv);
+    if (capability &&
+        pn_data_put_symbol(pn_terminus_capabilities(pn_link_target(l)),
+                           pn_bytes(strlen(capability), capability)) != 0) {
+        pn_link_free(l);
+        return NULL;
+    }
     pn_link_open(l);
     gw_amqp_conn_flush(gw_amqp_conn_of_link(l));
     return l;
@@ -54,12 +67,25 @@ pn_link_t *gw_amqp_receiver_open(pn_session_t *ssn, const char *name, const char
                                  pn_snd_settle_mode_t snd, pn_rcv_settle_mode_t rcv,
                                  int credit)
 {
+    return gw_amqp_receiver_open_cap(ssn, name, source, snd, rcv, credit, NULL);
+}
+
+pn_link_t *gw_amqp_receiver_open_cap(pn_session_t *ssn, const char *name, const char *source,
+                                     pn_snd_settle_mode_t snd, pn_rcv_settle_mode_t rcv,
+                                     int credit, const char *capability)
+{
     if (!ssn || !name)
         return NULL;
     pn_link_t *l = pn_receiver(ssn, name);
     if (!l)
         return NULL;
     gw_amqp_link_setup(l, source, false, snd, rcv);
+    if (capability &&
+        pn_data_put_symbol(pn_terminus_capabilities(pn_link_source(l)),
+                           pn_bytes(strlen(capability), capability)) != 0) {
+        pn_link_free(l);
+        return NULL;
+    }
     gw_amqp_conn_t *c = gw_amqp_conn_of_link(l);
     if (c)
         pn_link_set_max_message_size(l, gw_amqp__max_message_size(c));
@@ -70,8 +96,23 @@ pn_link_t *gw_amqp_receiver_open(pn_session_t *ssn, const char *name, const char
     return l;
 }
 
+static gw_err_t amqp_send(gw_amqp_conn_t *conn, pn_link_t *sender, pn_message_t *msg,
+                          bool presettled, pn_delivery_t **out, bool need_credit);
+
 gw_err_t gw_amqp_send(gw_amqp_conn_t *conn, pn_link_t *sender, pn_message_t *msg,
                       bool presettled, pn_delivery_t **out)
+{
+    return amqp_send(conn, sender, msg, presettled, out, true);
+}
+
+gw_err_t gw_amqp_send_queued(gw_amqp_conn_t *conn, pn_link_t *sender, pn_message_t *msg,
+                             pn_delivery_t **out)
+{
+    return amqp_send(conn, sender, msg, false, out, false);
+}
+
+static gw_err_t amqp_send(gw_amqp_conn_t *conn, pn_link_t *sender, pn_message_t *msg,
+                          bool presettled, pn_delivery_t **out, bool need_credit)
 {
     if (out)
         *out = NULL;
@@ -83,7 +124,7 @@ gw_err_t gw_amqp_send(gw_amqp_conn_t *conn, pn_link_t *sender, pn_message_t *msg
         return GW_ERR_INVAL;
     if (pn_link_state(sender) & (PN_LOCAL_CLOSED | PN_REMOTE_CLOSED))
         return GW_ERR_STATE;
-    if (pn_link_credit(sender) <= 0)
+    if (need_credit && pn_link_credit(sender) <= 0)
         return GW_ERR_AGAIN;
     pn_rwbytes_t *buf = gw_amqp__conn_encbuf(conn);
     ssize_t n = pn_message_encode2(msg, buf);

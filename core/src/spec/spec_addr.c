@@ -124,6 +124,9 @@ const char *gw_spec_kind_name(gw_spec_kind_t kind)
     case GW_SPEC_SUBSCRIBE: return "AMQP_SUBSCRIBE";
     case GW_SPEC_UNSUBSCRIBE: return "AMQP_UNSUBSCRIBE";
     case GW_SPEC_PUBREL: return "AMQP_PUBREL";
+    case GW_SPEC_WILL_PUBLISH: return "AMQP_WILL_PUBLISH";
+    case GW_SPEC_OFFLINE: return "AMQP_OFFLINE";
+    case GW_SPEC_STOLEN: return "AMQP_STOLEN";
     }
     return "AMQP_UNKNOWN";
 }

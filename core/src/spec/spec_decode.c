@@ -96,6 +96,9 @@ static bool kind_of_subject(const char *subject, gw_spec_kind_t *kind)
     } table[] = {
         {GW_SPEC_SUBJECT_WILL, GW_SPEC_WILL},
         {GW_SPEC_SUBJECT_WILL_CLEAR, GW_SPEC_WILL_CLEAR},
+        {GW_SPEC_SUBJECT_WILL_PUBLISH, GW_SPEC_WILL_PUBLISH},
+        {GW_SPEC_SUBJECT_OFFLINE, GW_SPEC_OFFLINE},
+        {GW_SPEC_SUBJECT_STOLEN, GW_SPEC_STOLEN},
         {GW_SPEC_SUBJECT_LIST, GW_SPEC_LIST},
         {GW_SPEC_SUBJECT_SUBSCRIPTIONS, GW_SPEC_SUBSCRIPTIONS},
         {GW_SPEC_SUBJECT_CLOSE, GW_SPEC_CLOSE},
@@ -245,6 +248,81 @@ static gw_err_t get_session_present(pn_message_t *msg, const char *name, gw_spec
     }
     pn_data_exit(a);
     return GW_OK;
+}
+
+/* The shared-delivery registration (spec 3.12): all three annotations or
+ * none (required: OFFLINE needs link and serial, no window). */
+static gw_err_t get_delivery(pn_message_t *msg, const char *name, bool offline,
+                             gw_spec_msg_t *out, char *why, size_t whylen)
+{
+    pn_data_t *a = pn_message_annotations(msg);
+    bool has_link = false, has_window = false, has_serial = false;
+
+    pn_data_rewind(a);
+    if (pn_data_next(a)) {
+        if (pn_data_type(a) != PN_MAP) {
+            gwi_spec_why(why, whylen, "%s: message annotations are %s, expected a map", name,
+                         gwi_spec_type_desc(pn_data_type(a)));
+            return GW_ERR_SPEC_FIELD;
+        }
+        pn_data_enter(a);
+        while (pn_data_next(a)) {
+            pn_type_t kt = pn_data_type(a);
+            pn_bytes_t key = {0, NULL};
+            if (kt == PN_SYMBOL)
+                key = pn_data_get_symbol(a);
+            else if (kt == PN_STRING)
+                key = pn_data_get_string(a);
+            if (!pn_data_next(a))
+                break;
+#define KEY_IS(k) (key.size == sizeof(k) - 1 && memcmp(key.start, k, sizeof(k) - 1) == 0)
+            if (KEY_IS(GW_SPEC_ANNO_DELIVERY_LINK)) {
+                if (pn_data_type(a) != PN_STRING || pn_data_get_string(a).size == 0) {
+                    gwi_spec_why(why, whylen, "%s: " GW_SPEC_ANNO_DELIVERY_LINK
+                                 " is %s, expected a non-empty string", name,
+                                 gwi_spec_type_desc(pn_data_type(a)));
+                    goto bad;
+                }
+                out->delivery_link.ptr = pn_data_get_string(a).start;
+                out->delivery_link.len = pn_data_get_string(a).size;
+                has_link = true;
+            } else if (KEY_IS(GW_SPEC_ANNO_WINDOW)) {
+                int64_t v;
+                if (!gwi_spec_get_int(a, &v) || v < 1 || v > 65535) {
+                    gwi_spec_why(why, whylen, "%s: " GW_SPEC_ANNO_WINDOW
+                                 " must be an integer 1..65535", name);
+                    goto bad;
+                }
+                out->window = (uint32_t)v;
+                has_window = true;
+            } else if (KEY_IS(GW_SPEC_ANNO_CLIENT_SERIAL)) {
+                if (pn_data_type(a) != PN_ULONG) {
+                    gwi_spec_why(why, whylen, "%s: " GW_SPEC_ANNO_CLIENT_SERIAL
+                                 " is %s, expected a ulong", name,
+                                 gwi_spec_type_desc(pn_data_type(a)));
+                    goto bad;
+                }
+                out->client_serial = pn_data_get_ulong(a);
+                has_serial = true;
+            }
+#undef KEY_IS
+        }
+        pn_data_exit(a);
+    }
+    if (offline ? (has_link && has_serial) : (has_link && has_window && has_serial)) {
+        out->has_delivery = true;
+        return GW_OK;
+    }
+    if (offline || has_link || has_window || has_serial) {
+        gwi_spec_why(why, whylen, "%s: needs " GW_SPEC_ANNO_DELIVERY_LINK "%s and "
+                     GW_SPEC_ANNO_CLIENT_SERIAL "%s", name,
+                     offline ? "" : ", " GW_SPEC_ANNO_WINDOW, offline ? "" : " together");
+        return GW_ERR_SPEC_FIELD;
+    }
+    return GW_OK;
+bad:
+    pn_data_exit(a);
+    return GW_ERR_SPEC_FIELD;
 }
 
 /* Payload: Data section (normal case), or from native AMQP senders an
@@ -539,6 +617,7 @@ static gw_err_t decode_kind(pn_message_t *msg, const gw_spec_decode_opts_t *opts
         return GW_OK;
     }
     case GW_SPEC_WILL_CLEAR:
+    case GW_SPEC_WILL_PUBLISH:
         return GW_OK;
     case GW_SPEC_LIST: {
         const char *reply_to;
@@ -551,7 +630,7 @@ static gw_err_t decode_kind(pn_message_t *msg, const gw_spec_decode_opts_t *opts
         }
         out->reply_to.ptr = reply_to;
         out->reply_to.len = strlen(reply_to);
-        return GW_OK;
+        return get_delivery(msg, name, false, out, why, whylen);
     }
     case GW_SPEC_SUBSCRIPTIONS:
         if ((err = get_session_present(msg, name, out, why, whylen)) != GW_OK)
@@ -564,7 +643,12 @@ static gw_err_t decode_kind(pn_message_t *msg, const gw_spec_decode_opts_t *opts
             out->session_present = out->count > 0;
         return GW_OK;
     case GW_SPEC_CLOSE:
-        return get_correlation_id(msg, name, &out->correlation_id, why, whylen);
+    case GW_SPEC_OFFLINE:
+        if ((err = get_correlation_id(msg, name, &out->correlation_id, why, whylen)) != GW_OK)
+            return err;
+        return get_delivery(msg, name, out->kind == GW_SPEC_OFFLINE, out, why, whylen);
+    case GW_SPEC_STOLEN:
+        return GW_OK;
     case GW_SPEC_SUBSCRIBE:
     case GW_SPEC_UNSUBSCRIBE:
         if ((err = get_message_id(msg, name, true, &out->message_id, why, whylen)) != GW_OK)
@@ -624,6 +708,15 @@ gw_err_t gw_spec_decode_opts(pn_message_t *msg, const gw_spec_decode_opts_t *opt
         return GW_ERR_SPEC_SUBJECT;
     }
     err = decode_kind(msg, opts, out, why, whylen);
+    if (err == GW_OK && opts->need_correlation && !out->correlation_id.ptr) {
+        err = get_correlation_id(msg, gw_spec_kind_name(out->kind), &out->correlation_id, why,
+                                 whylen);
+        if (err == GW_OK && out->correlation_id.len > 65535) {
+            gwi_spec_why(why, whylen, "%s: correlation-id of %zu bytes exceeds 65535",
+                         gw_spec_kind_name(out->kind), out->correlation_id.len);
+            err = GW_ERR_SPEC_FIELD;
+        }
+    }
     if (err != GW_OK) {
         if (err == GW_ERR_NOMEM)
             gwi_spec_why(why, whylen, "%s: out of memory", gw_spec_kind_name(out->kind));

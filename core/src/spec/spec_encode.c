@@ -143,6 +143,33 @@ gw_err_t gw_spec_encode_will_clear(pn_message_t *msg)
     return pn_rc(pn_message_set_subject(msg, GW_SPEC_SUBJECT_WILL_CLEAR));
 }
 
+gw_err_t gw_spec_encode_will_publish(pn_message_t *msg, const char *reason)
+{
+    if (!msg)
+        return GW_ERR_INVAL;
+    pn_message_clear(msg);
+    int rc = pn_message_set_subject(msg, GW_SPEC_SUBJECT_WILL_PUBLISH);
+    if (rc == 0 && reason) {
+        pn_data_t *props = pn_message_properties(msg);
+        rc |= pn_data_put_map(props);
+        pn_data_enter(props);
+        rc |= pn_data_put_string(props, pn_bytes(6, "reason"));
+        rc |= pn_data_put_string(props, pn_bytes(strlen(reason), reason));
+        pn_data_exit(props);
+    }
+    return pn_rc(rc);
+}
+
+gw_err_t gw_spec_set_correlation_id(pn_message_t *msg, const char *id, size_t len)
+{
+    if (!msg || (!id && len))
+        return GW_ERR_INVAL;
+    pn_atom_t a;
+    a.type = PN_STRING;
+    a.u.as_bytes = pn_bytes(len, id);
+    return pn_rc(pn_message_set_correlation_id(msg, a));
+}
+
 /* Builds a per-client address into stack (cap bytes) or, when longer, a
  * heap buffer returned in *heap (caller frees). */
 static gw_err_t build_addr(const gw_spec_addrs_t *addrs, gw_spec_client_addr_t which,
@@ -219,6 +246,40 @@ gw_err_t gw_spec_encode_close(pn_message_t *msg, const gw_spec_addrs_t *addrs,
                               const char *client_id, size_t id_len)
 {
     return encode_client_ctrl(msg, GW_SPEC_SUBJECT_CLOSE, addrs, client_id, id_len, false);
+}
+
+gw_err_t gw_spec_add_delivery(pn_message_t *msg, const char *link, uint32_t window,
+                              uint64_t serial)
+{
+    if (!msg || !link || !*link || window > 65535)
+        return GW_ERR_INVAL;
+    pn_data_t *a = pn_message_annotations(msg);
+    int rc = 0;
+    pn_data_clear(a);
+    rc |= pn_data_put_map(a);
+    pn_data_enter(a);
+    rc |= pn_data_put_symbol(a, pn_bytes(sizeof(GW_SPEC_ANNO_DELIVERY_LINK) - 1,
+                                         GW_SPEC_ANNO_DELIVERY_LINK));
+    rc |= pn_data_put_string(a, pn_bytes(strlen(link), link));
+    if (window) {
+        rc |= pn_data_put_symbol(a, pn_bytes(sizeof(GW_SPEC_ANNO_WINDOW) - 1, GW_SPEC_ANNO_WINDOW));
+        rc |= pn_data_put_int(a, (int32_t)window);
+    }
+    rc |= pn_data_put_symbol(a, pn_bytes(sizeof(GW_SPEC_ANNO_CLIENT_SERIAL) - 1,
+                                         GW_SPEC_ANNO_CLIENT_SERIAL));
+    rc |= pn_data_put_ulong(a, serial);
+    pn_data_exit(a);
+    return pn_rc(rc);
+}
+
+gw_err_t gw_spec_encode_offline(pn_message_t *msg, const gw_spec_addrs_t *addrs,
+                                const char *client_id, size_t id_len, const char *link,
+                                uint64_t serial)
+{
+    gw_err_t err = encode_client_ctrl(msg, GW_SPEC_SUBJECT_OFFLINE, addrs, client_id, id_len, false);
+    if (err == GW_OK)
+        err = gw_spec_add_delivery(msg, link, 0, serial);
+    return err;
 }
 
 static gw_err_t check_entries(const gw_spec_entry_t *entries, size_t count, bool with_qos)
