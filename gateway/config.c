@@ -58,7 +58,7 @@ static const gw_config_opt_t opts[] = {
     {"will-link", GW_CFG_ENUM, OFF(will_link), 0, 0, "shared", will_link_values,
      "shared: one will link per AMQP connection, wills named by correlation-id (spec 3.4a); "
      "per-client: a will link per client named by its id (for a Will Service without shared links)"},
-    {"delivery-link", GW_CFG_ENUM, OFF(delivery_link), 0, 0, "per-client", will_link_values,
+    {"delivery-link", GW_CFG_ENUM, OFF(delivery_link), 0, 0, "shared", will_link_values,
      "shared: one delivery link per AMQP connection, each client's window kept by the "
      "Subscription Service (spec 3.12); per-client: a $mqtt.to.<id>.publish link per client"},
     {"amqp-session-clients", GW_CFG_INT, OFF(session_clients), 1, 1024, "32", NULL,

@@ -35,37 +35,6 @@ typedef struct gw_parked {
     size_t len;
 } gw_parked_t;
 
-/* x-opt-mqtt-client-serial of the delivery annotations in msg. */
-static bool delivery_serial(pn_message_t *msg, uint64_t *serial)
-{
-    pn_data_t *a = pn_message_instructions(msg);
-    const size_t klen = sizeof(GW_SPEC_ANNO_CLIENT_SERIAL) - 1;
-    bool found = false;
-
-    pn_data_rewind(a);
-    if (!pn_data_next(a) || pn_data_type(a) != PN_MAP)
-        return false;
-    pn_data_enter(a);
-    while (pn_data_next(a)) {
-        pn_type_t kt = pn_data_type(a);
-        pn_bytes_t key = {0, NULL};
-        if (kt == PN_SYMBOL)
-            key = pn_data_get_symbol(a);
-        else if (kt == PN_STRING)
-            key = pn_data_get_string(a);
-        if (!pn_data_next(a))
-            break;
-        if (key.size == klen && memcmp(key.start, GW_SPEC_ANNO_CLIENT_SERIAL, klen) == 0 &&
-            pn_data_type(a) == PN_ULONG) {
-            *serial = pn_data_get_ulong(a);
-            found = true;
-            break;
-        }
-    }
-    pn_data_exit(a);
-    return found;
-}
-
 static void park(gw_client_t *c, pn_delivery_t *dlv)
 {
     pn_message_t *msg = c->w->msg;
@@ -120,7 +89,7 @@ void gw_dl_on_delivery(gw_dest_t *dest, pn_delivery_t *dlv)
         gw_amqp_settle(dlv, PN_REJECTED, gw_err_amqp_condition(err), "undecodable message");
         return;
     }
-    if (!delivery_serial(w->msg, &serial)) {
+    if (!gw_spec_delivery_serial(w->msg, &serial)) {
         GW_LOG_WARN(GW_MOD, NULL, "shared delivery link: message without "
                     GW_SPEC_ANNO_CLIENT_SERIAL ": rejected");
         gw_amqp_settle(dlv, PN_REJECTED, "amqp:invalid-field",

@@ -8,6 +8,8 @@
  *   sender   -> target <topic> / null (relay)       SL_TOPIC   (L6, L7, L8, L10)
  *   receiver <- source $mqtt.to.<id>.control        SL_OUT_CTL (L3)
  *   receiver <- source $mqtt.to.<id>.publish        SL_OUT_PUB (L4)
+ *   receiver <- source with capability              SL_OUT_SHARED (L4s, shared.c)
+ *               mqtt-shared-delivery
  *   receiver <- source <topic filter>               SL_OUT_NATIVE (L9)
  *
  * Group commit: a publication's store writes go into the open batch
@@ -274,10 +276,14 @@ static void link_lost(subs_service_t *svc, subs_link_t *sl)
     case SL_OUT_CTL:
         if (s && s->ctl == sl) {
             s->ctl = NULL;
-            /* A transient session without its L4 has nobody left. */
-            if (!s->persistent && !s->out)
+            /* A transient session without its L4 (or L4s) has nobody left. */
+            if (!s->persistent && !subs_session_online(s))
                 subs_session_destroy(svc, s, false);
         }
+        break;
+    case SL_OUT_SHARED:
+        if (sl->shared)
+            subs_shared_lost(svc, sl->shared); /* spec 3.12 "Loss" */
         break;
     case SL_OUT_NATIVE:
         if (s)
@@ -370,6 +376,17 @@ static void attach_outgoing(subs_conn_t *sc, pn_link_t *link)
     const char *id;
     size_t idlen;
 
+    if (subs_shared_is_l4s(link)) {
+        /* Spec 2.2 L4s: by its capability, whatever its address; its name
+         * is what registrations refer to (spec 3.12), no client id in it. */
+        subs_link_t *sl = link_new(sc, link, SL_OUT_SHARED);
+        if (!sl || subs_shared_attach(svc, sl) != GW_OK) {
+            if (sl)
+                link_lost(svc, sl);
+            link_refuse(link, "amqp:resource-limit-exceeded", "out of memory");
+        }
+        return;
+    }
     if (!src) {
         link_refuse(link, "amqp:invalid-field", "a receiver needs a source address");
         return;
@@ -385,6 +402,9 @@ static void attach_outgoing(subs_conn_t *sc, pn_link_t *link)
             return;
         }
         subs_link_t **slot = which == GW_SPEC_ADDR_CONTROL ? &s->ctl : &s->out;
+        /* Online on an L4s: AMQP_STOLEN there, then offline (spec 3.12). */
+        if (which == GW_SPEC_ADDR_PUBLISH && s->reg)
+            (void)subs_shared_takeover(svc, s, NULL, 0);
         if (*slot) {
             /* One session per client id across all gateways: the newest
              * link wins (MQTT-3.1.4-2, spec 5.2 Delivery 4). */
@@ -404,6 +424,8 @@ static void attach_outgoing(subs_conn_t *sc, pn_link_t *link)
         sl->session = s;
         *slot = sl;
         s->orphan_ms = 0;
+        if (which == GW_SPEC_ADDR_PUBLISH)
+            GW_SVC_ADD(svc->m.online_l4, 1);
         pn_terminus_copy(pn_link_source(link), pn_link_remote_source(link));
         pn_terminus_copy(pn_link_target(link), pn_link_remote_target(link));
         pn_link_set_snd_settle_mode(link, pn_link_remote_snd_settle_mode(link) == PN_SND_SETTLED
@@ -624,6 +646,7 @@ static void on_delivery(subs_conn_t *sc, pn_delivery_t *dlv)
     switch (sl->kind) {
     case SL_OUT_PUB:
     case SL_OUT_NATIVE:
+    case SL_OUT_SHARED:
         subs_session_outcome(svc, sl, dlv);
         break;
     case SL_OUT_CTL:
@@ -639,6 +662,11 @@ static void on_delivery(subs_conn_t *sc, pn_delivery_t *dlv)
 static void on_flow(subs_conn_t *sc, pn_link_t *link)
 {
     subs_link_t *sl = pn_link_get_context(link);
+    if (sl && sl->kind == SL_OUT_SHARED) {
+        if (sl->shared)
+            subs_shared_flow(sc->svc, sl->shared);
+        return;
+    }
     if (!sl || !sl->session || !pn_link_is_sender(link))
         return;
     if (sl->kind == SL_OUT_CTL)
@@ -1060,6 +1088,15 @@ void subs_service_collect(gw_metrics_writer_t *w, void *arg)
                      (double)persistent);
     gw_metrics_gauge(w, "gw_subs_sessions", "MQTT client sessions", "kind=\"transient\"",
                      (double)(sessions > persistent ? sessions - persistent : 0));
+    gw_metrics_gauge(w, "gw_subs_online_sessions",
+                     "MQTT client sessions online, by delivery link", "link=\"per-client\"",
+                     (double)GW_SVC_GET(m->online_l4));
+    gw_metrics_gauge(w, "gw_subs_online_sessions",
+                     "MQTT client sessions online, by delivery link", "link=\"shared\"",
+                     (double)GW_SVC_GET(m->online_shared));
+    gw_metrics_gauge(w, "gw_subs_shared_delivery_links",
+                     "shared delivery links (L4s) attached", NULL,
+                     (double)GW_SVC_GET(m->shared_links));
     gw_metrics_gauge(w, "gw_subs_subscriptions", "subscriptions (native receivers included)",
                      NULL, (double)GW_SVC_GET(m->subscriptions));
     gw_metrics_gauge(w, "gw_subs_retained_messages", "retained messages", NULL,
@@ -1081,7 +1118,11 @@ void subs_service_collect(gw_metrics_writer_t *w, void *arg)
     gw_metrics_counter(w, "gw_subs_malformed_total", "control or publish messages rejected",
                        NULL, GW_SVC_GET(svc->malformed));
     gw_metrics_counter(w, "gw_subs_stolen_links_total",
-                       "links detached with amqp:link:stolen", NULL, GW_SVC_GET(svc->stolen));
+                       "links detached with amqp:link:stolen, and registrations on shared "
+                       "delivery links taken over", NULL, GW_SVC_GET(svc->stolen));
+    gw_metrics_counter(w, "gw_subs_shared_stolen_total",
+                       "AMQP_STOLEN sent on shared delivery links (takeovers)", NULL,
+                       GW_SVC_GET(m->shared_stolen));
     gw_metrics_counter(w, "gw_subs_transient_expired_total",
                        "transient sessions without links dropped after --transient-timeout",
                        NULL, GW_SVC_GET(m->expired));

@@ -1,11 +1,16 @@
 /*
- * session.c - sessions, their queues, packet ids and delivery on L4 / L9.
+ * session.c - sessions, their queues, packet ids and delivery on L4 / L4s / L9.
  *
  * A session's queue holds, in order, every copy owed to the client: copies
  * in flight on the out link (dlv set), copies waiting for credit, and (QoS
  * 2) copies whose AMQP_PUBREL was accepted. A persistent session's QoS 1/2
  * copies (and QoS 0 ones with --queue-qos0) have a queue row in the store;
  * the payload is one msgs row shared by every queue row.
+ *
+ * A session is online on at most one out link: its per-client L4 (s->out),
+ * or a shared delivery link L4s (s->reg, spec 3.12), where the SS keeps
+ * the client's in-flight window W itself: at most W deliveries unsettled,
+ * each carrying the registration's serial as a delivery annotation.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -139,7 +144,82 @@ subs_session_t *subs_session_new_native(subs_service_t *svc)
     return s;
 }
 
-bool subs_session_online(const subs_session_t *s) { return s->out != NULL; }
+bool subs_session_online(const subs_session_t *s) { return s->out != NULL || s->reg != NULL; }
+
+/* ------------------------------------------------------------------ */
+/* Registrations on a shared delivery link (L4s, spec 3.12)            */
+/* ------------------------------------------------------------------ */
+
+/* s found no credit on its L4s: queue it for the next flow (FIFO). */
+static void wait_add(subs_session_t *s)
+{
+    subs_reg_t *r = s->reg;
+    subs_shared_t *sh = r->sh;
+    if (r->waiting)
+        return;
+    r->waiting = true;
+    r->wnext = NULL;
+    r->wprev = sh->wtail;
+    if (sh->wtail)
+        sh->wtail->reg->wnext = s;
+    else
+        sh->whead = s;
+    sh->wtail = s;
+    sh->nwaiting++;
+}
+
+static void wait_remove(subs_session_t *s)
+{
+    subs_reg_t *r = s->reg;
+    subs_shared_t *sh = r->sh;
+    if (!r->waiting)
+        return;
+    if (r->wprev)
+        r->wprev->reg->wnext = r->wnext;
+    else
+        sh->whead = r->wnext;
+    if (r->wnext)
+        r->wnext->reg->wprev = r->wprev;
+    else
+        sh->wtail = r->wprev;
+    r->wprev = r->wnext = NULL;
+    r->waiting = false;
+    sh->nwaiting--;
+}
+
+void subs_session_wait_credit(subs_session_t *s)
+{
+    if (s->reg)
+        wait_add(s);
+}
+
+subs_session_t *subs_session_wait_pop(subs_shared_t *sh)
+{
+    subs_session_t *s = sh->whead;
+    if (s)
+        wait_remove(s);
+    return s;
+}
+
+/* Take s off its L4s (lists, counters) and free the registration. */
+static void reg_drop(subs_service_t *svc, subs_session_t *s)
+{
+    subs_reg_t *r = s->reg;
+    if (!r)
+        return;
+    subs_shared_t *sh = r->sh;
+    wait_remove(s);
+    if (r->prev)
+        r->prev->reg->next = r->next;
+    else
+        sh->sessions = r->next;
+    if (r->next)
+        r->next->reg->prev = r->prev;
+    sh->nsessions--;
+    free(r);
+    s->reg = NULL;
+    GW_SVC_ADD(svc->m.online_shared, -1);
+}
 
 /* ------------------------------------------------------------------ */
 /* Packet ids                                                          */
@@ -247,7 +327,7 @@ static void q_append(subs_service_t *svc, subs_session_t *s, subs_qentry_t *e)
     s->qtail = e;
     s->qcount++;
     s->qbytes += e->msg->payload_len;
-    if (!s->over && s->out)
+    if (!s->over && subs_session_online(s))
         subs_session_watermark(svc, s);
 }
 
@@ -272,8 +352,12 @@ static void q_remove(subs_service_t *svc, subs_session_t *s, subs_qentry_t *e, b
     if (e->unsynced)
         s->nunsynced--;
     if (e->dlv) {
+        /* Its outcome, if any comes, is ignored; on an L4s the unit of the
+         * window is given back now (the entry is gone either way). */
         pn_delivery_set_context(e->dlv, NULL);
         e->dlv = NULL;
+        if (s->reg && s->reg->unsettled)
+            s->reg->unsettled--;
     }
     if (e->seq) {
         subs_msg_t *m = e->msg;
@@ -308,7 +392,7 @@ void subs_session_watermark(subs_service_t *svc, subs_session_t *s)
 {
     const subs_config_t *c = svc->cfg;
     if (!s->over) {
-        if (s->out && (s->qcount >= (size_t)c->online_hwm ||
+        if (subs_session_online(s) && (s->qcount >= (size_t)c->online_hwm ||
                        s->qbytes >= (size_t)c->online_hwm_bytes)) {
             s->over = true;
             if (svc->nover++ == 0) {
@@ -321,7 +405,7 @@ void subs_session_watermark(subs_service_t *svc, subs_session_t *s)
         }
         return;
     }
-    if (s->out && (s->qcount > (size_t)c->online_hwm / 2 ||
+    if (subs_session_online(s) && (s->qcount > (size_t)c->online_hwm / 2 ||
                    s->qbytes > (size_t)c->online_hwm_bytes / 2))
         return;
     s->over = false;
@@ -460,6 +544,7 @@ gw_err_t subs_session_enqueue(subs_service_t *svc, subs_session_t *s, subs_msg_t
     if (!e)
         return GW_ERR_NOMEM;
     e->msg = msg;
+    e->owner = s;
     e->qos = qos;
     e->retain = retain;
     e->state = GW_SUBS_Q_QUEUED; /* packet id: at the first transfer */
@@ -493,6 +578,7 @@ gw_err_t subs_session_restore(subs_service_t *svc, subs_session_t *s, subs_msg_t
     if (!e)
         return GW_ERR_NOMEM;
     e->msg = msg;
+    e->owner = s;
     e->seq = seq;
     e->qos = qos;
     e->retain = retain;
@@ -563,11 +649,17 @@ void subs_session_destroy(subs_service_t *svc, subs_session_t *s, bool durable)
     }
     if (s->ctl)
         s->ctl->session = NULL;
-    if (s->out)
+    if (s->out) {
         s->out->session = NULL;
+        if (!s->native)
+            GW_SVC_ADD(svc->m.online_l4, -1);
+    }
     session_clear_subs(svc, s);
     s->out = NULL;
+    /* Still registered on an L4s (service exit, out of memory paths):
+     * its in-flight deliveries are forgotten by q_remove below. */
     session_clear_queue(svc, s, durable);
+    reg_drop(svc, s);
     if (s->over)
         subs_session_watermark(svc, s); /* offline now: leaves the count */
     syncwait_remove(svc, s);
@@ -639,6 +731,7 @@ void subs_session_sub_remove(subs_service_t *svc, subs_session_t *s, const char 
 /* Delivery                                                            */
 /* ------------------------------------------------------------------ */
 
+
 static gw_err_t send_entry(subs_service_t *svc, subs_session_t *s, subs_qentry_t *e,
                            pn_link_t *link, bool *done)
 {
@@ -660,10 +753,14 @@ static gw_err_t send_entry(subs_service_t *svc, subs_session_t *s, subs_qentry_t
         };
         err = gw_spec_encode_publish(svc->out, &p);
     }
+    if (err == GW_OK && s->reg)
+        err = gw_spec_set_delivery_serial(svc->out, s->reg->serial);
     if (err != GW_OK)
         return err;
-    /* QoS 0 goes pre-settled where the receiver allows it (mixed/settled). */
-    bool presettled = e->qos == 0 && e->state != GW_SUBS_Q_RELEASED &&
+    /* QoS 0 goes pre-settled where the receiver allows it (mixed/settled).
+     * Never on an L4s: its link is unsettled, every delivery holds a unit
+     * of the client's window (spec 3.12). */
+    bool presettled = e->qos == 0 && e->state != GW_SUBS_Q_RELEASED && !s->reg &&
                       pn_link_snd_settle_mode(link) != PN_SND_UNSETTLED;
     err = gw_amqp_send(NULL, link, svc->out, presettled, &dlv);
     if (err != GW_OK)
@@ -677,6 +774,8 @@ static gw_err_t send_entry(subs_service_t *svc, subs_session_t *s, subs_qentry_t
     }
     e->dlv = dlv;
     pn_delivery_set_context(dlv, e);
+    if (s->reg)
+        s->reg->unsettled++;
     if (e->seq && e->state == GW_SUBS_Q_QUEUED) {
         /* Remember it was transferred: after a crash it goes out with DUP. */
         e->state = GW_SUBS_Q_SENT;
@@ -688,20 +787,45 @@ static gw_err_t send_entry(subs_service_t *svc, subs_session_t *s, subs_qentry_t
     return GW_OK;
 }
 
+/* The link s sends on and how many transfers it may start now: the out
+ * link's credit, or on an L4s the smaller of the link's credit (shared by
+ * every session on it) and what is left of the client's window. NULL:
+ * nothing can go out. *credit_bound: the link credit is the limit. */
+static pn_link_t *pump_link(subs_session_t *s, int *budget, bool *credit_bound)
+{
+    subs_link_t *sl = s->reg ? s->reg->sh->sl : s->out;
+    *credit_bound = false;
+    if (!s->ready || !sl || !sl->link)
+        return NULL;
+    pn_link_t *link = sl->link;
+    if (!(pn_link_state(link) & PN_LOCAL_ACTIVE) || !(pn_link_state(link) & PN_REMOTE_ACTIVE))
+        return NULL;
+    int credit = pn_link_credit(link);
+    if (!s->reg) {
+        /* Copies whose packet id waits for the commit will use credit too. */
+        *budget = credit - (int)s->nunsynced;
+        return link;
+    }
+    /* Those copies hold window units already (6.3 rule 7: W per client). */
+    int room = (int)s->reg->window - (int)s->reg->unsettled - (int)s->nunsynced;
+    *credit_bound = credit < room;
+    *budget = *credit_bound ? credit : room;
+    return link;
+}
+
 void subs_session_pump(subs_service_t *svc, subs_session_t *s)
 {
-    if (!s->ready || !s->out || !s->out->link)
-        return;
-    pn_link_t *link = s->out->link;
-    if (!(pn_link_state(link) & PN_LOCAL_ACTIVE) || !(pn_link_state(link) & PN_REMOTE_ACTIVE))
+    int budget;
+    bool credit_bound;
+    pn_link_t *link = pump_link(s, &budget, &credit_bound);
+    if (!link)
         return;
     /* Entries up to s->qsent all have a delivery in flight: skip them. */
     subs_qentry_t *e = s->qsent ? s->qsent->next : s->qhead, *next;
     subs_qentry_t *prefix = s->qsent; /* last entry of that all-in-flight prefix */
     bool in_prefix = true;
-    /* Copies whose packet id waits for the commit will use credit too. */
-    int budget = pn_link_credit(link) - (int)s->nunsynced;
     bool hold = false; /* a copy ahead waits for the commit: keep the order */
+    bool stuck = false; /* stopped for another reason than the budget */
     for (; e && budget > 0; e = next) {
         next = e->next;
         if (e->dlv) {
@@ -722,6 +846,7 @@ void subs_session_pump(subs_service_t *svc, subs_session_t *s)
                 /* 65535 in flight or released: cannot happen with a credit
                  * window below that; nothing is dropped, delivery waits. */
                 GW_LOG_WARN(SUBS_MOD, s->id, "no free packet id: delivery paused");
+                stuck = true;
                 break;
             }
             if (e->seq) {
@@ -740,6 +865,7 @@ void subs_session_pump(subs_service_t *svc, subs_session_t *s)
                     e->pkt_id = 0;
                     GW_LOG_WARN(SUBS_MOD, s->id, "cannot store packet id: %s",
                                 gw_err_str(err));
+                    stuck = true;
                     break;
                 }
                 e->state = GW_SUBS_Q_SENT;
@@ -761,6 +887,7 @@ void subs_session_pump(subs_service_t *svc, subs_session_t *s)
         if (err != GW_OK) {
             GW_LOG_WARN(SUBS_MOD, s->id, "cannot send to %s: %s", pn_link_name(link),
                         gw_err_str(err));
+            stuck = true;
             break;
         }
         if (done) {
@@ -772,9 +899,18 @@ void subs_session_pump(subs_service_t *svc, subs_session_t *s)
         }
     }
     s->qsent = prefix;
+    /* L4s: the shared link's credit ran out with copies left and window
+     * to spare: wait for the next flow, behind the sessions already
+     * waiting (round robin among the clients of the link). */
+    if (s->reg && credit_bound && !stuck && budget <= 0 && e && !hold)
+        wait_add(s);
 }
 
-void subs_session_out_lost(subs_service_t *svc, subs_session_t *s)
+/* Copies in flight on the out link become unacknowledged: redelivered
+ * (delivery-count already + 1, same packet id) at the next connection;
+ * QoS 0 ones are dropped (at most once). clear_ctx: the link stays, so
+ * the deliveries' contexts are cleared and their outcomes ignored. */
+static void inflight_abandon(subs_service_t *svc, subs_session_t *s, bool clear_ctx)
 {
     subs_qentry_t *e = s->qhead, *next;
     s->qsent = NULL; /* nothing is in flight any more */
@@ -782,15 +918,69 @@ void subs_session_out_lost(subs_service_t *svc, subs_session_t *s)
         next = e->next;
         if (!e->dlv)
             continue;
-        e->dlv = NULL; /* freed with the link; dcount already says DUP */
+        if (clear_ctx)
+            pn_delivery_set_context(e->dlv, NULL);
+        e->dlv = NULL; /* freed with the link (or settled when its outcome comes) */
         if (e->qos == 0)
             q_remove(svc, s, e, true); /* at most once: never redelivered */
     }
-    s->out = NULL;
     s->ready = s->native;
     pid_map_trim(s);
+}
+
+void subs_session_out_lost(subs_service_t *svc, subs_session_t *s)
+{
+    inflight_abandon(svc, s, false);
+    if (s->out && !s->native)
+        GW_SVC_ADD(svc->m.online_l4, -1);
+    s->out = NULL;
     if (s->over)
         subs_session_watermark(svc, s); /* offline: no longer holds publishers */
+}
+
+gw_err_t subs_session_register(subs_service_t *svc, subs_session_t *s, subs_shared_t *sh,
+                               uint64_t serial, uint32_t window)
+{
+    subs_reg_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return GW_ERR_NOMEM;
+    r->sh = sh;
+    r->serial = serial;
+    r->window = (uint16_t)(window > 65535 ? 65535 : window ? window : 1);
+    r->next = sh->sessions;
+    if (sh->sessions)
+        sh->sessions->reg->prev = s;
+    sh->sessions = s;
+    sh->nsessions++;
+    s->reg = r;
+    s->orphan_ms = 0;
+    GW_SVC_ADD(svc->m.online_shared, 1);
+    /* Online now: its queue counts against the high watermark again. */
+    if (!s->over)
+        subs_session_watermark(svc, s);
+    return GW_OK;
+}
+
+bool subs_session_offline(subs_service_t *svc, subs_session_t *s, bool link_gone, bool keep)
+{
+    if (!s->reg)
+        return true;
+    if (s->reg->subs_on_l4s)
+        s->subs_due = false; /* its answer had nowhere else to go */
+    inflight_abandon(svc, s, !link_gone);
+    reg_drop(svc, s);
+    if (s->over)
+        subs_session_watermark(svc, s); /* offline: no longer holds publishers */
+    if (s->persistent)
+        return true;
+    /* Transient: the session ends with the connection (MQTT-3.1.2-6). */
+    if (keep) {
+        subs_session_clear(svc, s);
+        return true;
+    }
+    GW_LOG_DEBUG(SUBS_MOD, s->id, "transient session ended");
+    subs_session_destroy(svc, s, false);
+    return false;
 }
 
 void subs_session_outcome(subs_service_t *svc, subs_link_t *sl, pn_delivery_t *dlv)
@@ -798,7 +988,9 @@ void subs_session_outcome(subs_service_t *svc, subs_link_t *sl, pn_delivery_t *d
     subs_qentry_t *e = pn_delivery_get_context(dlv);
     uint64_t state = pn_delivery_remote_state(dlv);
     bool settled = pn_delivery_settled(dlv);
-    subs_session_t *s = sl->session;
+    /* On an L4s the entry names its session; a delivery whose session went
+     * offline (or was stolen) has no context any more: ignored. */
+    subs_session_t *s = sl->kind == SL_OUT_SHARED ? (e ? e->owner : NULL) : sl->session;
 
     if (!state && !settled)
         return; /* non-terminal update */
@@ -810,6 +1002,8 @@ void subs_session_outcome(subs_service_t *svc, subs_link_t *sl, pn_delivery_t *d
     e->dlv = NULL;
     pn_delivery_set_context(dlv, NULL);
     pn_delivery_settle(dlv);
+    if (s->reg && s->reg->unsettled)
+        s->reg->unsettled--; /* a unit of the client's window back */
     switch (state) {
     case PN_RELEASED:
     case PN_MODIFIED:
@@ -870,7 +1064,7 @@ void subs_session_sweep(subs_service_t *svc)
         subs_session_t *next;
         for (subs_session_t *s = svc->buckets[i]; s; s = next) {
             next = s->hnext;
-            if (s->persistent || s->ctl || s->out) {
+            if (s->persistent || s->ctl || subs_session_online(s)) {
                 s->orphan_ms = 0;
                 continue;
             }

@@ -6,7 +6,9 @@
  *   service.c      connections, link attach/detach, event dispatch, group commit
  *   control.c      AMQP_LIST / CLOSE / SUBSCRIBE / UNSUBSCRIBE / PUBREL
  *   fabric.c       publication intake: retain, matching, fan-out
- *   session.c      sessions, per-client queues, packet ids, delivery on L4/L9
+ *   session.c      sessions, per-client queues, packet ids, delivery on L4/L4s/L9
+ *   shared.c       shared delivery links (L4s, spec 3.12): attach, loss, AMQP_STOLEN,
+ *                  credit turns among the sessions online on one
  *   retained.c     retained messages (memory map + store)
  *   store_sqlite.c durable state (store.h)
  *
@@ -66,6 +68,7 @@ gw_err_t subs_config_check(const subs_config_t *cfg, char *why, size_t whylen);
 typedef struct subs_service subs_service_t;
 typedef struct subs_conn subs_conn_t;
 typedef struct subs_session subs_session_t;
+typedef struct subs_shared subs_shared_t;
 
 typedef struct subs_msg {
     uint32_t refs;         /* holders: queue entries, the retained map */
@@ -89,6 +92,10 @@ typedef struct subs_qentry {
     bool unsynced;    /* packet id written to the open batch: send after its commit */
     uint32_t dcount;  /* transfers so far (delivery-count of the next one) */
     pn_delivery_t *dlv; /* in flight on the session's current out link */
+    /* Its session: an outcome on an L4s (shared by many sessions) finds it
+     * through the delivery's context, the entry. (48 -> 56 bytes: the same
+     * 64-byte malloc chunk.) */
+    subs_session_t *owner;
 } subs_qentry_t;
 
 typedef struct subs_sub {
@@ -105,6 +112,7 @@ typedef enum subs_link_kind {
     SL_OUT_CTL,  /* we send $mqtt.to.<id>.control */
     SL_OUT_PUB,  /* we send $mqtt.to.<id>.publish */
     SL_OUT_NATIVE, /* we send to a native receiver on a filter */
+    SL_OUT_SHARED, /* we send on a shared delivery link (L4s, spec 3.12) */
 } subs_link_kind_t;
 
 typedef struct subs_link {
@@ -113,7 +121,10 @@ typedef struct subs_link {
     pn_link_t *link;
     subs_session_t *session; /* OUT_*: the session it serves (NULL once stolen) */
     char *topic;             /* SL_TOPIC: target address (NULL: anonymous relay) */
-    char *client;            /* SL_PUBREL: client id */
+    union {
+        char *client;          /* SL_PUBREL: client id (owned) */
+        subs_shared_t *shared; /* SL_OUT_SHARED: the L4s state (owned) */
+    };
     /* SL_TOPIC under back-pressure: credit withheld, given back on resume. */
     uint32_t owed;
     bool owing;
@@ -139,6 +150,11 @@ struct subs_session {
     size_t qcount, qbytes;
     subs_link_t *ctl;  /* $mqtt.to.<id>.control sender */
     subs_link_t *out;  /* $mqtt.to.<id>.publish sender (or the native link) */
+    /* Online on a shared delivery link (spec 3.12), NULL otherwise. Never
+     * set together with out: registering on one first takes the session
+     * off the other (takeover). Allocated only while online there, so an
+     * offline session pays one pointer. */
+    struct subs_reg *reg;
     uint64_t match_gen;
     union {                  /* packet ids in use (session.c); NULL when none */
         uint16_t *pid_small; /* !pid_big: up to 32, unsorted */
@@ -165,6 +181,39 @@ struct subs_session {
     char id[];
 };
 
+/*
+ * A session online on an L4s (spec 3.12): what a per-client L4's attach,
+ * credit and detach carried. 56 bytes, no proton object: the per-client
+ * window is counted here, the L4s's link credit is shared.
+ */
+typedef struct subs_reg {
+    subs_shared_t *sh;
+    subs_session_t *prev, *next;   /* the sessions online on sh */
+    subs_session_t *wprev, *wnext; /* sh's queue of sessions waiting for link credit */
+    uint64_t serial;               /* x-opt-mqtt-client-serial of the registration */
+    uint16_t window;               /* x-opt-mqtt-window W, 1..65535 */
+    uint16_t unsettled;            /* deliveries in flight on sh, at most window */
+    bool waiting;                  /* in sh's wait queue */
+    /* AMQP_LIST's reply-to named the L4s: AMQP_SUBSCRIPTIONS goes there,
+     * pre-settled, before any delivery (spec 3.12), not on an L3. */
+    bool subs_on_l4s;
+} subs_reg_t;
+
+/* An attached L4s (context of its subs_link_t, kind SL_OUT_SHARED). */
+struct subs_shared {
+    subs_link_t *sl;
+    subs_shared_t *prev, *next; /* svc->shared: lookup by link name */
+    subs_session_t *sessions;   /* online on it (reg->next) */
+    size_t nsessions;
+    /* Sessions that have something to send and window left, but found no
+     * link credit: pumped in turn (FIFO) on the next flow. */
+    subs_session_t *whead, *wtail;
+    size_t nwaiting;
+    /* AMQP_STOLEN serials that found no link credit: sent first on the next flow. */
+    uint64_t *stolen;
+    size_t nstolen, capstolen;
+};
+
 struct subs_conn {
     gw_svc_conn_t base; /* first: list of the service's connections, conn, outgoing */
     subs_service_t *svc;
@@ -183,6 +232,9 @@ typedef struct subs_metrics {
     uint64_t in_qos[3], out_qos[3];
     uint64_t drops[SUBS_DROP_N];
     uint64_t expired; /* transient sessions without links dropped by the sweep */
+    int64_t online_l4, online_shared; /* MQTT sessions online on a per-client L4 / an L4s */
+    int64_t shared_links;             /* attached L4s */
+    uint64_t shared_stolen;           /* AMQP_STOLEN sent */
     gw_svc_hist_t commit_lat;
 } subs_metrics_t;
 
@@ -230,6 +282,7 @@ struct subs_service {
     /* Sessions whose new packet ids wait for the batch commit. */
     subs_session_t **syncwait;
     size_t nsyncwait, capsyncwait;
+    subs_shared_t *shared; /* attached L4s, newest first */
     uint64_t drops_unlogged;
     int64_t last_drop_log_ms;
     /* counters (logged at exit) */
@@ -283,6 +336,23 @@ gw_err_t subs_session_restore(subs_service_t *svc, subs_session_t *s, subs_msg_t
 void subs_session_pump(subs_service_t *svc, subs_session_t *s);
 /** The out link is gone: in-flight copies become unacknowledged (DUP next time). */
 void subs_session_out_lost(subs_service_t *svc, subs_session_t *s);
+/** Make s online on the L4s sh with that serial and window (spec 3.12); s
+ *  must be offline (neither out nor reg). GW_ERR_NOMEM: left offline. */
+gw_err_t subs_session_register(subs_service_t *svc, subs_session_t *s, subs_shared_t *sh,
+                               uint64_t serial, uint32_t window);
+/**
+ * s's registration on its L4s ends (AMQP_OFFLINE, takeover, the L4s lost),
+ * handled as the detach of a per-client L4 (spec 4.14 step 6): in-flight
+ * copies become unacknowledged (QoS 0 ones are dropped), later outcomes
+ * for them are ignored. link_gone: the L4s is being freed, its deliveries
+ * with it. A transient session is destroyed, or only emptied if keep (a
+ * takeover continues with it). Returns false if s was destroyed.
+ */
+bool subs_session_offline(subs_service_t *svc, subs_session_t *s, bool link_gone, bool keep);
+/** The first session of sh's credit wait queue, taken off it (NULL if none). */
+subs_session_t *subs_session_wait_pop(subs_shared_t *sh);
+/** s (online on an L4s) found no credit there: wait for the next flow, in turn. */
+void subs_session_wait_credit(subs_session_t *s);
 /** A disposition arrived for a delivery on an out link. */
 void subs_session_outcome(subs_service_t *svc, subs_link_t *sl, pn_delivery_t *dlv);
 /** AMQP_PUBREL for pkt_id: mark released (durably). */
@@ -305,6 +375,32 @@ void subs_session_sweep(subs_service_t *svc);
 subs_msg_t *subs_msg_new(const char *topic, size_t tlen, const void *payload, size_t plen,
                          uint8_t qos);
 void subs_msg_unref(subs_service_t *svc, subs_msg_t *m);
+
+/* ---------------- shared.c ---------------- */
+/** A sender link whose remote source has the capability mqtt-shared-delivery. */
+bool subs_shared_is_l4s(pn_link_t *link);
+/** sl (kind SL_OUT_SHARED, just made for the peer's attach) is an L4s:
+ *  index it by link name and open it. GW_ERR_NOMEM: nothing done. */
+gw_err_t subs_shared_attach(subs_service_t *svc, subs_link_t *sl);
+/** The attached L4s named name[0..len), NULL if none. */
+subs_shared_t *subs_shared_find(subs_service_t *svc, const char *name, size_t len);
+/** The L4s is gone (detached or its connection lost): every session on it goes offline. */
+void subs_shared_lost(subs_service_t *svc, subs_shared_t *sh);
+/** Credit arrived on the L4s: pending AMQP_STOLEN first, then the waiting
+ *  sessions in turn (their AMQP_SUBSCRIPTIONS, then deliveries). */
+void subs_shared_flow(subs_service_t *svc, subs_shared_t *sh);
+/** AMQP_STOLEN for serial on sh (pre-settled; queued if no credit). */
+void subs_shared_stolen(subs_service_t *svc, subs_shared_t *sh, uint64_t serial);
+/**
+ * X's session is about to be registered online (AMQP_LIST/CLOSE naming sh,
+ * serial; or a per-client L4 attaching: sh NULL). If it is online anywhere
+ * else, the older registration is stolen (AMQP_STOLEN, or the per-client L4
+ * detached with amqp:link:stolen) and handled as AMQP_OFFLINE; a transient
+ * session is emptied but kept for the newcomer. Returns true if s is
+ * already registered with exactly (sh, serial).
+ */
+bool subs_shared_takeover(subs_service_t *svc, subs_session_t *s, subs_shared_t *sh,
+                          uint64_t serial);
 
 /* ---------------- retained.c ---------------- */
 gw_err_t subs_retained_set(subs_service_t *svc, subs_msg_t *msg, bool durable);

@@ -74,9 +74,8 @@
 #include "will.h"
 
 /* spec 2.2 (L1s), 3.4a */
-#define WILL_CAP_SHARED "mqtt-shared-will"
+#define WILL_CAP_SHARED GW_SPEC_CAP_SHARED_WILL
 #define WILL_SUBJECT_PUBLISH "will-publish"
-#define WILL_MAX_CLIENT_ID 65535
 #define WILL_REASON_MAX 200 /* bytes of an AMQP_WILL_PUBLISH reason kept for the log */
 
 typedef struct will_conn will_conn_t;
@@ -664,30 +663,7 @@ static void svc_steal(gw_will_service_t *svc, will_entry_t *e, will_conn_t *by, 
  * hold mqtt-shared-will. */
 static bool svc_is_shared(pn_link_t *link)
 {
-    pn_data_t *d = pn_terminus_capabilities(pn_link_remote_target(link));
-    bool found = false;
-    if (!d)
-        return false;
-    pn_data_rewind(d);
-    if (pn_data_next(d)) {
-        pn_type_t t = pn_data_type(d);
-        if (t == PN_SYMBOL) {
-            pn_bytes_t b = pn_data_get_symbol(d);
-            found = b.size == strlen(WILL_CAP_SHARED) &&
-                    memcmp(b.start, WILL_CAP_SHARED, b.size) == 0;
-        } else if ((t == PN_ARRAY || t == PN_LIST) && pn_data_enter(d)) {
-            while (!found && pn_data_next(d)) {
-                if (pn_data_type(d) != PN_SYMBOL)
-                    continue;
-                pn_bytes_t b = pn_data_get_symbol(d);
-                found = b.size == strlen(WILL_CAP_SHARED) &&
-                        memcmp(b.start, WILL_CAP_SHARED, b.size) == 0;
-            }
-            pn_data_exit(d);
-        }
-    }
-    pn_data_rewind(d);
-    return found;
+    return gw_amqp_has_capability(pn_link_remote_target(link), WILL_CAP_SHARED);
 }
 
 /* An L1s attached (its termini are copied already). */
@@ -867,36 +843,6 @@ static void svc_link_closed(will_conn_t *wc, pn_link_t *link, bool closed)
 /* Messages on a shared will link (spec 3.4a, 5.1 rules 11-16)         */
 /* ------------------------------------------------------------------ */
 
-/* correlation-id: the client id, a string of 1..65535 bytes of UTF-8. */
-static gw_err_t svc_client_id(pn_message_t *msg, const char *kind, gw_spec_str_t *out,
-                              char *why, size_t whylen)
-{
-    /* pn_message_get_correlation_id(), never pn_message_correlation_id()
-     * (gw/spec.h: the latter frees the bytes the decoded message borrows). */
-    pn_atom_t id = pn_message_get_correlation_id(msg);
-    if (id.type == PN_NULL) {
-        snprintf(why, whylen, "%s: missing correlation-id (the client id)", kind);
-        return GW_ERR_SPEC_FIELD;
-    }
-    if (id.type != PN_STRING) {
-        snprintf(why, whylen, "%s: correlation-id is not a string (type %s)", kind,
-                 pn_type_name(id.type));
-        return GW_ERR_SPEC_FIELD;
-    }
-    if (id.u.as_bytes.size == 0 || id.u.as_bytes.size > WILL_MAX_CLIENT_ID) {
-        snprintf(why, whylen, "%s: correlation-id of %zu bytes, expected 1..%d", kind,
-                 id.u.as_bytes.size, WILL_MAX_CLIENT_ID);
-        return GW_ERR_SPEC_FIELD;
-    }
-    if (gw_utf8_validate(id.u.as_bytes.start, id.u.as_bytes.size) != GW_OK) {
-        snprintf(why, whylen, "%s: correlation-id is not valid UTF-8", kind);
-        return GW_ERR_SPEC_FIELD;
-    }
-    out->ptr = id.u.as_bytes.start;
-    out->len = id.u.as_bytes.size;
-    return GW_OK;
-}
-
 /* The application property "reason" of an AMQP_WILL_PUBLISH, if it is a
  * string: copied into buf for the log (cut at a character boundary, control
  * characters replaced). NULL if absent or not a string (it is only logged:
@@ -1075,7 +1021,7 @@ static void svc_shared_message(will_conn_t *wc, will_shared_t *sl, pn_delivery_t
         }
     }
     if (err == GW_OK)
-        err = svc_client_id(svc->msg, kind, &cid, why, sizeof why);
+        err = gw_spec_client_id(svc->msg, kind, &cid, why, sizeof why);
     if (err != GW_OK) {
         GW_SVC_INC(svc->malformed);
         if (!why[0])

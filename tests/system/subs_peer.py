@@ -12,7 +12,7 @@ AMQP_CLOSE, AMQP_SUBSCRIBE/UNSUBSCRIBE, L5 AMQP_PUBREL.
 """
 import threading
 
-from proton import Condition, Delivery, Endpoint, Handler, Link, Message, symbol, ulong
+from proton import Condition, Data, Delivery, Endpoint, Handler, Link, Message, symbol, ulong
 from proton.reactor import ApplicationEvent, Container, EventInjector, LinkOption
 
 import pytest
@@ -428,6 +428,158 @@ class GatewaySession:
                         what=f"{n} messages on {self.pub_addr} (have {len(self.pub.messages)})")
         with self.c.lock:
             return list(self.pub.messages)
+
+
+class _SourceCaps(LinkOption):
+    """Source capabilities of a receiver: one symbol, or an array of them."""
+
+    def __init__(self, caps, as_array=False):
+        self.caps, self.as_array = list(caps), as_array
+
+    def apply(self, link):
+        d = link.source.capabilities
+        if self.as_array:
+            d.put_array(False, Data.SYMBOL)
+            d.enter()
+            for cap in self.caps:
+                d.put_symbol(symbol(cap))
+            d.exit()
+        else:
+            d.put_symbol(symbol(self.caps[0]))
+
+
+SHARED_DELIVERY_CAP = "mqtt-shared-delivery"
+ANNO_DLINK = symbol("x-opt-mqtt-delivery-link")
+ANNO_WINDOW = symbol("x-opt-mqtt-window")
+ANNO_SERIAL = symbol("x-opt-mqtt-client-serial")
+
+
+def shared_receiver(client, name, credit=10000, as_array=False, wait=True):
+    """An L4s (spec 2.2): a receiver whose source carries the capability
+    mqtt-shared-delivery; link name = source address."""
+    rx = Rx(name, name)
+    rx.auto_accept = False
+
+    def do():
+        opts = [_Modes(snd=Link.SND_UNSETTLED, rcv=Link.RCV_FIRST),
+                _SourceCaps([SHARED_DELIVERY_CAP], as_array=as_array)]
+        link = client.container.create_receiver(client.conn, name, name=name, options=opts)
+        client.rx_of[name] = rx
+        rx.link = link
+        if credit:
+            link.flow(credit)
+    client.call(do)
+    if wait:
+        client.wait_for(lambda: rx.opened, what=f"attach of {name}")
+    return rx
+
+
+def serial_of(rec):
+    """x-opt-mqtt-client-serial of a delivery on an L4s (delivery annotation), or None."""
+    ins = rec["msg"].instructions or {}
+    return ins.get(ANNO_SERIAL, ins.get("x-opt-mqtt-client-serial"))
+
+
+class SharedGateway:
+    """One gateway connection in --delivery-link shared mode (spec 3.12):
+    one L2 and one L4s on a Client; per-client L3 only for AMQP_LIST."""
+
+    CTRL = "$mqtt.subscriptionservice"
+
+    def __init__(self, client, container, credit=10000):
+        self.c = client
+        self.container = container
+        self.name = f"$mqtt.to.$mqtt.delivery.{container}"
+        self.l4s = shared_receiver(client, self.name, credit=credit)
+        self.tx = client.sender(self.CTRL, name=f"{self.CTRL}.{container}")
+        self.l3 = {}
+        self.next_pid = 1
+
+    def ctrl_msg(self, subject, cid, window=None, serial=None, link=True, reply_to=None,
+                 body=None, message_id=None):
+        m = Message()
+        m.subject = subject
+        m.correlation_id = f"$mqtt.to.{cid}.publish"
+        if reply_to:
+            m.reply_to = reply_to
+        if message_id is not None:
+            m.id = ulong(message_id)
+        if body is not None:
+            m.body = body
+        ann = {}
+        if link:
+            ann[ANNO_DLINK] = self.name if link is True else link
+        if window is not None:
+            ann[ANNO_WINDOW] = window
+        if serial is not None:
+            ann[ANNO_SERIAL] = ulong(serial)
+        if ann:
+            m.annotations = ann
+        return m
+
+    def send(self, m):
+        return self.c.send(self.tx, m)
+
+    def close(self, cid, window, serial, **kw):
+        """AMQP_CLOSE registering cid on this L4s; returns the outcome."""
+        return self.c.wait_outcome(self.send(self.ctrl_msg("close", cid, window, serial, **kw)))
+
+    def list(self, cid, window, serial, on_l4s=False, **kw):
+        """AMQP_LIST registering cid on this L4s; returns (outcome,
+        subscriptions, session_present). AMQP_SUBSCRIPTIONS comes on the
+        client's L3 (attached first), or with on_l4s on the L4s itself
+        (reply-to = the L4s name, spec 3.12: no L3)."""
+        if on_l4s:
+            n = len(self.subscriptions(serial))
+            out = self.send(self.ctrl_msg("list", cid, window, serial, reply_to=self.name, **kw))
+            outcome = self.c.wait_outcome(out)
+            if outcome != "accepted":
+                return outcome, None, None
+            rec = self.c.wait_for(lambda: len(self.subscriptions(serial)) > n and
+                                  self.subscriptions(serial)[n], what="AMQP_SUBSCRIPTIONS on L4s")
+            return outcome, rec["body"], rec["annotations"].get("x-opt-session-present")
+        ctl = f"$mqtt.to.{cid}.control"
+        if cid not in self.l3:
+            self.l3[cid] = self.c.receiver(ctl, credit=4)
+        rx = self.l3[cid]
+        n = len(rx.messages)
+        out = self.send(self.ctrl_msg("list", cid, window, serial, reply_to=ctl, **kw))
+        outcome = self.c.wait_outcome(out)
+        if outcome != "accepted":
+            return outcome, None, None
+        rec = self.c.wait_for(lambda: len(rx.messages) > n and rx.messages[n],
+                              what="AMQP_SUBSCRIPTIONS")
+        self.c.settle(rec, "accept")
+        return outcome, rec["body"], rec["annotations"].get("x-opt-session-present")
+
+    def offline(self, cid, serial, link=True):
+        m = self.ctrl_msg("offline", cid, None, serial, link=link)
+        return self.c.wait_outcome(self.send(m))
+
+    def subscribe(self, cid, filters):
+        pid = self.next_pid
+        self.next_pid += 1
+        m = self.ctrl_msg("subscribe", cid, link=False, body=dict(filters), message_id=pid)
+        return self.c.wait_outcome(self.send(m))
+
+    def received(self, serial=None):
+        """Deliveries on the L4s so far, AMQP_STOLEN and AMQP_SUBSCRIPTIONS
+        excepted (those for serial only, if given)."""
+        with self.c.lock:
+            return [r for r in self.l4s.messages
+                    if r["subject"] not in ("stolen", "subscriptions") and
+                    (serial is None or serial_of(r) == serial)]
+
+    def subscriptions(self, serial=None):
+        """AMQP_SUBSCRIPTIONS received on the L4s (for serial only, if given)."""
+        with self.c.lock:
+            return [r for r in self.l4s.messages if r["subject"] == "subscriptions" and
+                    (serial is None or serial_of(r) == serial)]
+
+    def stolen(self):
+        """Serials of the AMQP_STOLEN received on the L4s."""
+        with self.c.lock:
+            return [serial_of(r) for r in self.l4s.messages if r["subject"] == "stolen"]
 
 
 class Service:

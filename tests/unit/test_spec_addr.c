@@ -145,13 +145,14 @@ static void test_kind_names(void **state)
 {
     static const char *want[] = {"AMQP_PUBLISH", "AMQP_WILL", "AMQP_WILL_CLEAR",
                                  "AMQP_LIST", "AMQP_SUBSCRIPTIONS", "AMQP_CLOSE",
-                                 "AMQP_SUBSCRIBE", "AMQP_UNSUBSCRIBE", "AMQP_PUBREL"};
-    for (int k = GW_SPEC_PUBLISH; k <= GW_SPEC_PUBREL; k++) {
+                                 "AMQP_SUBSCRIBE", "AMQP_UNSUBSCRIBE", "AMQP_PUBREL",
+                                 "AMQP_WILL_PUBLISH", "AMQP_OFFLINE", "AMQP_STOLEN"};
+    for (int k = GW_SPEC_PUBLISH; k <= GW_SPEC_STOLEN; k++) {
         assert_string_equal(gw_spec_kind_name((gw_spec_kind_t)k), want[k]);
         assert_true(GW_SPEC_KIND_ALL & GW_SPEC_KIND_BIT(k));
     }
     assert_string_equal(gw_spec_kind_name((gw_spec_kind_t)42), "AMQP_UNKNOWN");
-    assert_int_equal(GW_SPEC_KIND_ALL >> (GW_SPEC_PUBREL + 1), 0);
+    assert_int_equal(GW_SPEC_KIND_ALL >> (GW_SPEC_STOLEN + 1), 0);
 }
 
 static void test_reserved(void **state)

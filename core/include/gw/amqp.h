@@ -216,6 +216,10 @@ void gw_amqp_listener_free(gw_amqp_listener_t *lst);
 /** Open a sender: name, target address (NULL = anonymous relay), settle modes. */
 pn_link_t *gw_amqp_sender_open(pn_session_t *ssn, const char *name, const char *target,
                                pn_snd_settle_mode_t snd, pn_rcv_settle_mode_t rcv);
+/** True if a terminus's capabilities (a symbol, or an array or list of
+ * symbols, AMQP 1.0 3.5.3/3.5.4) hold cap, e.g. the remote target of an
+ * attach: gw_amqp_has_capability(pn_link_remote_target(l), "x"). */
+bool gw_amqp_has_capability(pn_terminus_t *t, const char *cap);
 /** gw_amqp_sender_open() whose target carries one capability symbol. */
 pn_link_t *gw_amqp_sender_open_cap(pn_session_t *ssn, const char *name, const char *target,
                                    pn_snd_settle_mode_t snd, pn_rcv_settle_mode_t rcv,

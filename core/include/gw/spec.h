@@ -256,6 +256,14 @@ typedef struct gw_spec_decode_opts {
 gw_err_t gw_spec_decode_opts(pn_message_t *msg, const gw_spec_decode_opts_t *opts,
                              gw_spec_msg_t *out, char *why, size_t whylen);
 void gw_spec_msg_clear(gw_spec_msg_t *m);
+/** The client id of a message on a shared will link (spec 3.4a): the
+ * correlation-id, a string of 1..65535 bytes of valid UTF-8 (borrowed from
+ * msg). GW_ERR_SPEC_FIELD with a reason naming `name` otherwise. */
+gw_err_t gw_spec_client_id(pn_message_t *msg, const char *name, gw_spec_str_t *out, char *why,
+                           size_t whylen);
+/** The delivery-annotation x-opt-mqtt-client-serial of a delivery on a
+ * shared delivery link (spec 3.12); false if absent or not a ulong. */
+bool gw_spec_delivery_serial(pn_message_t *msg, uint64_t *serial);
 
 /** Top-level sections of an encoded message (gw_spec_scan_sections). */
 typedef struct gw_spec_sections {
@@ -331,6 +339,9 @@ gw_err_t gw_spec_encode_close(pn_message_t *msg, const gw_spec_addrs_t *addrs,
  * AMQP_LIST/AMQP_CLOSE just encoded (window 0: left out, for OFFLINE). */
 gw_err_t gw_spec_add_delivery(pn_message_t *msg, const char *link, uint32_t window,
                               uint64_t serial);
+/** The delivery-annotation x-opt-mqtt-client-serial of a delivery on a
+ * shared delivery link (spec 3.12), replacing msg's delivery annotations. */
+gw_err_t gw_spec_set_delivery_serial(pn_message_t *msg, uint64_t serial);
 /** AMQP_OFFLINE (spec 3.12): correlation-id, delivery link and serial. */
 gw_err_t gw_spec_encode_offline(pn_message_t *msg, const gw_spec_addrs_t *addrs,
                                 const char *client_id, size_t id_len, const char *link,

@@ -36,6 +36,36 @@ static void gw_amqp_link_setup(pn_link_t *l, const char *addr, bool is_sender,
     pn_link_set_rcv_settle_mode(l, rcv);
 }
 
+static bool symbol_is(pn_data_t *d, const char *cap, size_t len)
+{
+    if (pn_data_type(d) != PN_SYMBOL)
+        return false;
+    pn_bytes_t b = pn_data_get_symbol(d);
+    return b.size == len && memcmp(b.start, cap, len) == 0;
+}
+
+bool gw_amqp_has_capability(pn_terminus_t *t, const char *cap)
+{
+    pn_data_t *d = t ? pn_terminus_capabilities(t) : NULL;
+    size_t len = cap ? strlen(cap) : 0;
+    bool found = false;
+    if (!d || !cap)
+        return false;
+    pn_data_rewind(d);
+    if (pn_data_next(d)) {
+        pn_type_t type = pn_data_type(d);
+        if (type == PN_SYMBOL) {
+            found = symbol_is(d, cap, len);
+        } else if ((type == PN_ARRAY || type == PN_LIST) && pn_data_enter(d)) {
+            while (!found && pn_data_next(d))
+                found = symbol_is(d, cap, len);
+            pn_data_exit(d);
+        }
+    }
+    pn_data_rewind(d);
+    return found;
+}
+
 pn_link_t *gw_amqp_sender_open(pn_session_t *ssn, const char *name, const char *target,
                                pn_snd_settle_mode_t snd, pn_rcv_settle_mode_t rcv)
 {

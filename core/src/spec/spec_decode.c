@@ -88,6 +88,56 @@ bool gwi_spec_get_int(pn_data_t *data, int64_t *out)
     }
 }
 
+/* Enter the map of an annotations section (message- or delivery-): false
+ * if the section is absent, or not a map (then *err says why). The caller
+ * walks it with anno_next() and leaves it with pn_data_exit(). */
+static bool anno_enter(pn_data_t *a, const char *name, gw_err_t *err, char *why, size_t whylen)
+{
+    *err = GW_OK;
+    pn_data_rewind(a);
+    if (!pn_data_next(a))
+        return false;
+    if (pn_data_type(a) != PN_MAP) {
+        gwi_spec_why(why, whylen, "%s: annotations are %s, expected a map", name,
+                     gwi_spec_type_desc(pn_data_type(a)));
+        *err = GW_ERR_SPEC_FIELD;
+        return false;
+    }
+    pn_data_enter(a);
+    return true;
+}
+
+/* The next entry of an entered annotations map: its key (a symbol, or a
+ * string; other types give an empty key) and a position on its value. */
+static bool anno_next(pn_data_t *a, pn_bytes_t *key)
+{
+    if (!pn_data_next(a))
+        return false;
+    pn_type_t kt = pn_data_type(a);
+    *key = kt == PN_SYMBOL ? pn_data_get_symbol(a)
+         : kt == PN_STRING ? pn_data_get_string(a) : pn_bytes(0, NULL);
+    return pn_data_next(a);
+}
+
+#define KEY_IS(key, k) ((key).size == sizeof(k) - 1 && memcmp((key).start, k, sizeof(k) - 1) == 0)
+
+bool gw_spec_delivery_serial(pn_message_t *msg, uint64_t *serial)
+{
+    pn_data_t *a = pn_message_instructions(msg);
+    pn_bytes_t key;
+    gw_err_t err;
+    bool found = false;
+    if (!anno_enter(a, "delivery", &err, NULL, 0))
+        return false;
+    while (!found && anno_next(a, &key))
+        if (KEY_IS(key, GW_SPEC_ANNO_CLIENT_SERIAL) && pn_data_type(a) == PN_ULONG) {
+            *serial = pn_data_get_ulong(a);
+            found = true;
+        }
+    pn_data_exit(a);
+    return found;
+}
+
 static bool kind_of_subject(const char *subject, gw_spec_kind_t *kind)
 {
     static const struct {
@@ -158,25 +208,10 @@ static gw_err_t get_annotations(pn_message_t *msg, const char *name, gw_spec_pub
 
     p->durable = pn_message_is_durable(msg);
     p->retain = false;
-    pn_data_rewind(a);
-    if (pn_data_next(a)) {
-        if (pn_data_type(a) != PN_MAP) {
-            gwi_spec_why(why, whylen, "%s: message annotations are %s, expected a map", name,
-                         gwi_spec_type_desc(pn_data_type(a)));
-            return GW_ERR_SPEC_FIELD;
-        }
-        pn_data_enter(a);
-        while (pn_data_next(a)) {
-            pn_type_t kt = pn_data_type(a);
-            pn_bytes_t key = {0, NULL};
-            if (kt == PN_SYMBOL)
-                key = pn_data_get_symbol(a);
-            else if (kt == PN_STRING)
-                key = pn_data_get_string(a);
-            if (!pn_data_next(a))
-                break;
-            if (key.size == sizeof(GW_SPEC_ANNO_QOS) - 1 &&
-                memcmp(key.start, GW_SPEC_ANNO_QOS, key.size) == 0) {
+    pn_bytes_t key;
+    if (anno_enter(a, name, &err, why, whylen)) {
+        while (anno_next(a, &key)) {
+            if (KEY_IS(key, GW_SPEC_ANNO_QOS)) {
                 int64_t v;
                 if (!gwi_spec_get_int(a, &v)) {
                     gwi_spec_why(why, whylen, "%s: " GW_SPEC_ANNO_QOS " is %s, expected an integer QoS",
@@ -192,8 +227,7 @@ static gw_err_t get_annotations(pn_message_t *msg, const char *name, gw_spec_pub
                 }
                 p->qos = (uint8_t)v;
                 has_qos = true;
-            } else if (key.size == sizeof(GW_SPEC_ANNO_RETAIN) - 1 &&
-                       memcmp(key.start, GW_SPEC_ANNO_RETAIN, key.size) == 0) {
+            } else if (KEY_IS(key, GW_SPEC_ANNO_RETAIN)) {
                 if (pn_data_type(a) != PN_BOOL) {
                     gwi_spec_why(why, whylen, "%s: " GW_SPEC_ANNO_RETAIN " is %s, expected a bool",
                                  name, gwi_spec_type_desc(pn_data_type(a)));
@@ -215,39 +249,25 @@ static gw_err_t get_session_present(pn_message_t *msg, const char *name, gw_spec
                                     char *why, size_t whylen)
 {
     pn_data_t *a = pn_message_annotations(msg);
-    const size_t klen = sizeof(GW_SPEC_ANNO_SESSION_PRESENT) - 1;
+    pn_bytes_t key;
+    gw_err_t err;
 
-    pn_data_rewind(a);
-    if (!pn_data_next(a))
-        return GW_OK;
-    if (pn_data_type(a) != PN_MAP) {
-        gwi_spec_why(why, whylen, "%s: message annotations are %s, expected a map", name,
-                     gwi_spec_type_desc(pn_data_type(a)));
-        return GW_ERR_SPEC_FIELD;
-    }
-    pn_data_enter(a);
-    while (pn_data_next(a)) {
-        pn_type_t kt = pn_data_type(a);
-        pn_bytes_t key = {0, NULL};
-        if (kt == PN_SYMBOL)
-            key = pn_data_get_symbol(a);
-        else if (kt == PN_STRING)
-            key = pn_data_get_string(a);
-        if (!pn_data_next(a))
+    if (!anno_enter(a, name, &err, why, whylen))
+        return err;
+    while (anno_next(a, &key)) {
+        if (!KEY_IS(key, GW_SPEC_ANNO_SESSION_PRESENT))
+            continue;
+        if (pn_data_type(a) != PN_BOOL) {
+            gwi_spec_why(why, whylen, "%s: " GW_SPEC_ANNO_SESSION_PRESENT " is %s, expected a bool",
+                         name, gwi_spec_type_desc(pn_data_type(a)));
+            err = GW_ERR_SPEC_FIELD;
             break;
-        if (key.size == klen && memcmp(key.start, GW_SPEC_ANNO_SESSION_PRESENT, klen) == 0) {
-            if (pn_data_type(a) != PN_BOOL) {
-                gwi_spec_why(why, whylen, "%s: " GW_SPEC_ANNO_SESSION_PRESENT
-                             " is %s, expected a bool", name, gwi_spec_type_desc(pn_data_type(a)));
-                pn_data_exit(a);
-                return GW_ERR_SPEC_FIELD;
-            }
-            out->has_session_present = true;
-            out->session_present = pn_data_get_bool(a);
         }
+        out->has_session_present = true;
+        out->session_present = pn_data_get_bool(a);
     }
     pn_data_exit(a);
-    return GW_OK;
+    return err;
 }
 
 /* The shared-delivery registration (spec 3.12): all three annotations or
@@ -257,58 +277,45 @@ static gw_err_t get_delivery(pn_message_t *msg, const char *name, bool offline,
 {
     pn_data_t *a = pn_message_annotations(msg);
     bool has_link = false, has_window = false, has_serial = false;
+    pn_bytes_t key;
+    gw_err_t err;
 
-    pn_data_rewind(a);
-    if (pn_data_next(a)) {
-        if (pn_data_type(a) != PN_MAP) {
-            gwi_spec_why(why, whylen, "%s: message annotations are %s, expected a map", name,
-                         gwi_spec_type_desc(pn_data_type(a)));
-            return GW_ERR_SPEC_FIELD;
-        }
-        pn_data_enter(a);
-        while (pn_data_next(a)) {
-            pn_type_t kt = pn_data_type(a);
-            pn_bytes_t key = {0, NULL};
-            if (kt == PN_SYMBOL)
-                key = pn_data_get_symbol(a);
-            else if (kt == PN_STRING)
-                key = pn_data_get_string(a);
-            if (!pn_data_next(a))
-                break;
-#define KEY_IS(k) (key.size == sizeof(k) - 1 && memcmp(key.start, k, sizeof(k) - 1) == 0)
-            if (KEY_IS(GW_SPEC_ANNO_DELIVERY_LINK)) {
+    if (anno_enter(a, name, &err, why, whylen)) {
+        while (err == GW_OK && anno_next(a, &key)) {
+            if (KEY_IS(key, GW_SPEC_ANNO_DELIVERY_LINK)) {
                 if (pn_data_type(a) != PN_STRING || pn_data_get_string(a).size == 0) {
                     gwi_spec_why(why, whylen, "%s: " GW_SPEC_ANNO_DELIVERY_LINK
                                  " is %s, expected a non-empty string", name,
                                  gwi_spec_type_desc(pn_data_type(a)));
-                    goto bad;
+                    err = GW_ERR_SPEC_FIELD;
                 }
                 out->delivery_link.ptr = pn_data_get_string(a).start;
                 out->delivery_link.len = pn_data_get_string(a).size;
                 has_link = true;
-            } else if (KEY_IS(GW_SPEC_ANNO_WINDOW)) {
+            } else if (KEY_IS(key, GW_SPEC_ANNO_WINDOW)) {
                 int64_t v;
                 if (!gwi_spec_get_int(a, &v) || v < 1 || v > 65535) {
                     gwi_spec_why(why, whylen, "%s: " GW_SPEC_ANNO_WINDOW
                                  " must be an integer 1..65535", name);
-                    goto bad;
+                    err = GW_ERR_SPEC_FIELD;
                 }
                 out->window = (uint32_t)v;
                 has_window = true;
-            } else if (KEY_IS(GW_SPEC_ANNO_CLIENT_SERIAL)) {
+            } else if (KEY_IS(key, GW_SPEC_ANNO_CLIENT_SERIAL)) {
                 if (pn_data_type(a) != PN_ULONG) {
                     gwi_spec_why(why, whylen, "%s: " GW_SPEC_ANNO_CLIENT_SERIAL
                                  " is %s, expected a ulong", name,
                                  gwi_spec_type_desc(pn_data_type(a)));
-                    goto bad;
+                    err = GW_ERR_SPEC_FIELD;
                 }
                 out->client_serial = pn_data_get_ulong(a);
                 has_serial = true;
             }
-#undef KEY_IS
         }
         pn_data_exit(a);
     }
+    if (err != GW_OK)
+        return err;
     if (offline ? (has_link && has_serial) : (has_link && has_window && has_serial)) {
         out->has_delivery = true;
         return GW_OK;
@@ -320,9 +327,6 @@ static gw_err_t get_delivery(pn_message_t *msg, const char *name, bool offline,
         return GW_ERR_SPEC_FIELD;
     }
     return GW_OK;
-bad:
-    pn_data_exit(a);
-    return GW_ERR_SPEC_FIELD;
 }
 
 /* Payload: Data section (normal case), or from native AMQP senders an
@@ -361,6 +365,26 @@ static gw_err_t get_payload(pn_message_t *msg, const char *name, gw_spec_str_t *
                      "AmqpValue binary/string)",
                      name, gwi_spec_type_desc(t));
     return GW_ERR_SPEC_BODY;
+}
+
+static gw_err_t get_correlation_id(pn_message_t *msg, const char *name, gw_spec_str_t *out,
+                                   char *why, size_t whylen);
+
+gw_err_t gw_spec_client_id(pn_message_t *msg, const char *name, gw_spec_str_t *out, char *why,
+                           size_t whylen)
+{
+    gw_err_t err = get_correlation_id(msg, name, out, why, whylen);
+    if (err != GW_OK)
+        return err;
+    if (out->len > 65535) {
+        gwi_spec_why(why, whylen, "%s: correlation-id of %zu bytes exceeds 65535", name, out->len);
+        return GW_ERR_SPEC_FIELD;
+    }
+    if (gw_utf8_validate(out->ptr, out->len) != GW_OK) {
+        gwi_spec_why(why, whylen, "%s: correlation-id is not valid UTF-8", name);
+        return GW_ERR_SPEC_FIELD;
+    }
+    return GW_OK;
 }
 
 static gw_err_t get_correlation_id(pn_message_t *msg, const char *name, gw_spec_str_t *out,
@@ -708,15 +732,9 @@ gw_err_t gw_spec_decode_opts(pn_message_t *msg, const gw_spec_decode_opts_t *opt
         return GW_ERR_SPEC_SUBJECT;
     }
     err = decode_kind(msg, opts, out, why, whylen);
-    if (err == GW_OK && opts->need_correlation && !out->correlation_id.ptr) {
-        err = get_correlation_id(msg, gw_spec_kind_name(out->kind), &out->correlation_id, why,
-                                 whylen);
-        if (err == GW_OK && out->correlation_id.len > 65535) {
-            gwi_spec_why(why, whylen, "%s: correlation-id of %zu bytes exceeds 65535",
-                         gw_spec_kind_name(out->kind), out->correlation_id.len);
-            err = GW_ERR_SPEC_FIELD;
-        }
-    }
+    if (err == GW_OK && opts->need_correlation)
+        err = gw_spec_client_id(msg, gw_spec_kind_name(out->kind), &out->correlation_id, why,
+                                whylen);
     if (err != GW_OK) {
         if (err == GW_ERR_NOMEM)
             gwi_spec_why(why, whylen, "%s: out of memory", gw_spec_kind_name(out->kind));

@@ -248,6 +248,11 @@ gw_err_t gw_spec_encode_close(pn_message_t *msg, const gw_spec_addrs_t *addrs,
     return encode_client_ctrl(msg, GW_SPEC_SUBJECT_CLOSE, addrs, client_id, id_len, false);
 }
 
+static int put_key(pn_data_t *d, const char *key)
+{
+    return pn_data_put_symbol(d, pn_bytes(strlen(key), key));
+}
+
 gw_err_t gw_spec_add_delivery(pn_message_t *msg, const char *link, uint32_t window,
                               uint64_t serial)
 {
@@ -258,17 +263,31 @@ gw_err_t gw_spec_add_delivery(pn_message_t *msg, const char *link, uint32_t wind
     pn_data_clear(a);
     rc |= pn_data_put_map(a);
     pn_data_enter(a);
-    rc |= pn_data_put_symbol(a, pn_bytes(sizeof(GW_SPEC_ANNO_DELIVERY_LINK) - 1,
-                                         GW_SPEC_ANNO_DELIVERY_LINK));
+    rc |= put_key(a, GW_SPEC_ANNO_DELIVERY_LINK);
     rc |= pn_data_put_string(a, pn_bytes(strlen(link), link));
     if (window) {
-        rc |= pn_data_put_symbol(a, pn_bytes(sizeof(GW_SPEC_ANNO_WINDOW) - 1, GW_SPEC_ANNO_WINDOW));
+        rc |= put_key(a, GW_SPEC_ANNO_WINDOW);
         rc |= pn_data_put_int(a, (int32_t)window);
     }
-    rc |= pn_data_put_symbol(a, pn_bytes(sizeof(GW_SPEC_ANNO_CLIENT_SERIAL) - 1,
-                                         GW_SPEC_ANNO_CLIENT_SERIAL));
+    rc |= put_key(a, GW_SPEC_ANNO_CLIENT_SERIAL);
     rc |= pn_data_put_ulong(a, serial);
     pn_data_exit(a);
+    return pn_rc(rc);
+}
+
+gw_err_t gw_spec_set_delivery_serial(pn_message_t *msg, uint64_t serial)
+{
+    if (!msg)
+        return GW_ERR_INVAL;
+    /* pn_data_t reuses its nodes: no allocation per message once warm */
+    pn_data_t *d = pn_message_instructions(msg);
+    int rc = 0;
+    pn_data_clear(d);
+    rc |= pn_data_put_map(d);
+    pn_data_enter(d);
+    rc |= put_key(d, GW_SPEC_ANNO_CLIENT_SERIAL);
+    rc |= pn_data_put_ulong(d, serial);
+    pn_data_exit(d);
     return pn_rc(rc);
 }
 
