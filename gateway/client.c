@@ -64,7 +64,6 @@ void gw_client_accept(gw_worker_t *w, evutil_socket_t fd, const struct sockaddr 
 {
     const gw_gateway_config_t *cfg = w->gw->cfg;
     gw_client_t *c = calloc(1, sizeof(*c));
-    int one = 1;
     struct timeval tv;
 
     if (!c)
@@ -100,7 +99,7 @@ void gw_client_accept(gw_worker_t *w, evutil_socket_t fd, const struct sockaddr 
     }
     c->mctx.max_topic_len = (uint16_t)cfg->max_topic_length;
     c->mctx.max_topic_levels = (uint16_t)cfg->max_topic_levels;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* TCP_NODELAY: inherited from the listener (worker.c) */
 
     c->ssn = calloc(w->gw->routes.ndest, sizeof(*c->ssn));
     c->timer = evtimer_new(w->base, client_timer_cb, c);
@@ -394,6 +393,25 @@ void gw_client_check_output(gw_client_t *c)
     }
 }
 
+void gw_client_write_first(gw_client_t *c, const void *data, size_t len)
+{
+    /* Plain TCP with nothing queued: write now. The usual CONNACK then
+     * costs one send() instead of an EV_WRITE add, a wake-up, a writev and
+     * an EV_WRITE delete. TLS and anything left go through the bufferevent. */
+    if (c->bev && c->lst_kind == GW_LST_TCP &&
+        evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+        ssize_t n = send(bufferevent_getfd(c->bev), data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n > 0) {
+            GW_STAT_ADD(c->w, bytes_out, (size_t)n);
+            data = (const uint8_t *)data + n;
+            len -= (size_t)n;
+        }
+        if (len == 0)
+            return;
+    }
+    gw_client_write(c, data, len);
+}
+
 void gw_client_write(gw_client_t *c, const void *data, size_t len)
 {
     if (c->state == GW_CLIENT_CLOSING && !c->bev)
@@ -426,7 +444,11 @@ void gw_client_update_read(gw_client_t *c)
 {
     if (!c->bev)
         return;
-    bool want = (c->state == GW_CLIENT_NEW || c->state == GW_CLIENT_CONNECTED) &&
+    /* While CONNECTING the socket stays readable (no epoll_ctl pair per
+     * CONNECT): packets a client sends before its CONNACK wait unprocessed
+     * in the input buffer, bounded by the read watermark set at CONNECT. */
+    bool want = (c->state == GW_CLIENT_NEW || c->state == GW_CLIENT_CONNECTED ||
+                 c->state == GW_CLIENT_CONNECTING) &&
                 !c->blocked_credit && !c->blocked_output && !c->blocked_rate;
     if (want)
         bufferevent_enable(c->bev, EV_READ);
@@ -757,6 +779,9 @@ static gw_err_t dispatch(gw_client_t *c, const gw_mqtt_packet_t *pkt)
     case GW_MQTT_CONNECT:
         if (c->state != GW_CLIENT_NEW)
             return GW_ERR_MQTT_PROTOCOL; /* MQTT-3.1.0-2: a second CONNECT */
+        /* Until CONNACK what the client sends is kept, unprocessed, up to
+         * this much (reading stays on: gw_client_update_read). */
+        bufferevent_setwatermark(c->bev, EV_READ, 0, GW_CONNECTING_INPUT_MAX);
         return gw_handle_connect(c, &pkt->u.connect);
     case GW_MQTT_PUBLISH:
         return gw_handle_publish(c, &pkt->u.publish);

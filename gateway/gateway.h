@@ -628,6 +628,11 @@ void gw_client_update_read(gw_client_t *c);
 void gw_client_resume(gw_client_t *c);
 /** Append raw bytes to the client's output, then check the high watermark. */
 void gw_client_write(gw_client_t *c, const void *data, size_t len);
+/* gw_client_write() that first tries a direct send() when nothing is
+ * queued (plain TCP): for a lone packet such as CONNACK. */
+void gw_client_write_first(gw_client_t *c, const void *data, size_t len);
+/* Input kept unprocessed while a CONNECT is answered (bytes). */
+#define GW_CONNECTING_INPUT_MAX 65536
 void gw_client_write_ack(gw_client_t *c, gw_mqtt_type_t type, uint16_t pid);
 void gw_client_check_output(gw_client_t *c);
 /** Publish-link credit: give n units back (or hold them while output is above the watermark). */

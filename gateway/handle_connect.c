@@ -25,7 +25,7 @@
 static void write_connack(gw_client_t *c, uint8_t rc, bool session_present)
 {
     uint8_t b[4] = {0x20, 0x02, session_present ? 0x01 : 0x00, rc};
-    gw_client_write(c, b, sizeof(b));
+    gw_client_write_first(c, b, sizeof(b));
 }
 
 void gw_connect_fail(gw_client_t *c, uint8_t rc, const char *reason)
@@ -457,6 +457,7 @@ void gw_connect_progress(gw_client_t *c)
     bool sp = !c->clean_session && c->session_present;
     write_connack(c, GW_MQTT_CONNACK_ACCEPTED, sp);
     c->state = GW_CLIENT_CONNECTED;
+    bufferevent_setwatermark(c->bev, EV_READ, 0, 0); /* packets of any size again */
     GW_LOG_INFO(GW_MOD, c->id, "connected from %s clean=%d session-present=%d keepalive=%u",
                 c->peer, (int)c->clean_session, (int)sp, (unsigned)c->keep_alive);
     gw_client_start_keepalive(c);

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include "gateway.h"
 
@@ -94,6 +96,10 @@ static gw_err_t open_listener(gw_worker_t *w, const char *spec, bool tls, bool i
         goto cleanup;
     }
     evconnlistener_set_error_cb(l, accept_error_cb);
+    /* Accepted sockets inherit TCP_NODELAY from the listener (Linux): no
+     * setsockopt per connection. */
+    int one = 1;
+    setsockopt(evconnlistener_get_fd(l), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     w->listeners[w->nlisteners++] = l;
 cleanup:
     freeaddrinfo(res);

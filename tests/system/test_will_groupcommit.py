@@ -158,6 +158,8 @@ def test_same_name_in_one_batch_ends_right(env):
     assert wait_outcomes(conn, ds) == ["accepted", "accepted"]
     # put then clean detach at once: the delete follows the put, nothing stays.
     d = WillLink(conn, "pd")
+    # the transfer must leave before the detach: wait for the WS's credit
+    conn.wait(lambda: d.link.credit > 0, timeout=10, msg="credit on pd")
     send_nowait(d, will_message("pd/1", b"1", 1, False))
     d.link.close()
     try:
