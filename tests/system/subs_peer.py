@@ -228,13 +228,13 @@ class Client:
 
     # -- links ----------------------------------------------------------
     def receiver(self, address, name=None, credit=10, settled=False, auto_accept=False,
-                 wait=True):
+                 wait=True, extra_opts=()):
         rx = Rx(address, name or address)
         rx.auto_accept = auto_accept
 
         def do():
             opts = [_Modes(snd=Link.SND_SETTLED if settled else Link.SND_UNSETTLED,
-                           rcv=Link.RCV_FIRST)]
+                           rcv=Link.RCV_FIRST), *extra_opts]
             link = self.container.create_receiver(self.conn, address, name=rx.name,
                                                   options=opts)
             self.rx_of[rx.name] = rx
@@ -457,21 +457,8 @@ ANNO_SERIAL = symbol("x-opt-mqtt-client-serial")
 def shared_receiver(client, name, credit=10000, as_array=False, wait=True):
     """An L4s (spec 2.2): a receiver whose source carries the capability
     mqtt-shared-delivery; link name = source address."""
-    rx = Rx(name, name)
-    rx.auto_accept = False
-
-    def do():
-        opts = [_Modes(snd=Link.SND_UNSETTLED, rcv=Link.RCV_FIRST),
-                _SourceCaps([SHARED_DELIVERY_CAP], as_array=as_array)]
-        link = client.container.create_receiver(client.conn, name, name=name, options=opts)
-        client.rx_of[name] = rx
-        rx.link = link
-        if credit:
-            link.flow(credit)
-    client.call(do)
-    if wait:
-        client.wait_for(lambda: rx.opened, what=f"attach of {name}")
-    return rx
+    return client.receiver(name, name=name, credit=credit, wait=wait,
+                           extra_opts=[_SourceCaps([SHARED_DELIVERY_CAP], as_array=as_array)])
 
 
 def serial_of(rec):
