@@ -112,13 +112,16 @@ static gw_spec_kind_t ref_kind(pn_message_t *msg, bool *known, bool *has_subject
         [GW_SPEC_SUBSCRIBE] = "subscribe",
         [GW_SPEC_UNSUBSCRIBE] = "unsubscribe",
         [GW_SPEC_PUBREL] = "pubrel",
+        [GW_SPEC_WILL_PUBLISH] = "will-publish",
+        [GW_SPEC_OFFLINE] = "offline",
+        [GW_SPEC_STOLEN] = "stolen",
     };
     const char *s = pn_message_get_subject(msg);
     *known = true;
     *has_subject = s != NULL;
     if (!s)
         return GW_SPEC_PUBLISH;
-    for (int k = GW_SPEC_WILL; k <= GW_SPEC_PUBREL; k++) {
+    for (int k = GW_SPEC_WILL; k <= GW_SPEC_STOLEN; k++) {
         if (strcmp(s, subjects[k]) == 0)
             return (gw_spec_kind_t)k;
     }
@@ -148,7 +151,9 @@ static bool msg_eq(const gw_spec_msg_t *a, const gw_spec_msg_t *b)
            p->message_id == q->message_id && str_eq(a->correlation_id, b->correlation_id) &&
            str_eq(a->reply_to, b->reply_to) && a->has_message_id == b->has_message_id &&
            a->message_id == b->message_id && a->has_session_present == b->has_session_present &&
-           a->session_present == b->session_present && entries_eq(a, b);
+           a->session_present == b->session_present && entries_eq(a, b) &&
+           a->has_delivery == b->has_delivery && str_eq(a->delivery_link, b->delivery_link) &&
+           a->window == b->window && a->client_serial == b->client_serial;
 }
 
 static bool msg_empty(const gw_spec_msg_t *m)
@@ -175,6 +180,24 @@ static bool client_of(gw_spec_str_t addr, gw_spec_client_addr_t want, gw_spec_st
 
 /* Encode m into msg with the matching encoder. False: m cannot be
  * re-encoded (addresses that are not per-client addresses). */
+/* The shared-delivery registration of m (spec 3.12) onto msg, which holds
+ * the encoded LIST/CLOSE/OFFLINE; reply_to: set it to the link (a LIST
+ * answered on the L4s). False if the link name holds a NUL. */
+static bool add_delivery_like(pn_message_t *msg, const gw_spec_msg_t *m, bool reply_to)
+{
+    if (memchr(m->delivery_link.ptr, '\0', m->delivery_link.len))
+        return false;
+    char *link = malloc(m->delivery_link.len + 1);
+    CHECK(link != NULL);
+    memcpy(link, m->delivery_link.ptr, m->delivery_link.len);
+    link[m->delivery_link.len] = '\0';
+    CHECK(gw_spec_add_delivery(msg, link, m->window, m->client_serial) == GW_OK);
+    if (reply_to)
+        CHECK(pn_message_set_reply_to(msg, link) == 0);
+    free(link);
+    return true;
+}
+
 static bool encode_like(pn_message_t *msg, const gw_spec_msg_t *m)
 {
     gw_spec_str_t id, id2;
@@ -184,12 +207,17 @@ static bool encode_like(pn_message_t *msg, const gw_spec_msg_t *m)
     case GW_SPEC_PUBLISH: err = gw_spec_encode_publish(msg, &m->publish); break;
     case GW_SPEC_WILL: err = gw_spec_encode_will(msg, &m->publish); break;
     case GW_SPEC_WILL_CLEAR: err = gw_spec_encode_will_clear(msg); break;
-    case GW_SPEC_LIST:
+    case GW_SPEC_LIST: {
+        /* reply-to: the client's control address, or (spec 3.12) its L4s */
+        bool on_l4s = m->has_delivery && str_eq(m->reply_to, m->delivery_link);
         if (!client_of(m->correlation_id, GW_SPEC_ADDR_PUBLISH, &id) ||
-            !client_of(m->reply_to, GW_SPEC_ADDR_CONTROL, &id2) || !str_eq(id, id2))
+            (!on_l4s && (!client_of(m->reply_to, GW_SPEC_ADDR_CONTROL, &id2) || !str_eq(id, id2))))
             return false;
         err = gw_spec_encode_list(msg, NULL, id.ptr, id.len);
+        if (err == GW_OK && m->has_delivery && !add_delivery_like(msg, m, on_l4s))
+            return false;
         break;
+    }
     case GW_SPEC_SUBSCRIPTIONS:
         err = m->has_session_present
                   ? gw_spec_encode_session(msg, m->session_present, m->entries, m->count)
@@ -199,6 +227,22 @@ static bool encode_like(pn_message_t *msg, const gw_spec_msg_t *m)
         if (!client_of(m->correlation_id, GW_SPEC_ADDR_PUBLISH, &id))
             return false;
         err = gw_spec_encode_close(msg, NULL, id.ptr, id.len);
+        if (err == GW_OK && m->has_delivery && !add_delivery_like(msg, m, false))
+            return false;
+        break;
+    case GW_SPEC_OFFLINE:
+        if (!client_of(m->correlation_id, GW_SPEC_ADDR_PUBLISH, &id))
+            return false;
+        CHECK(m->has_delivery);
+        err = gw_spec_encode_close(msg, NULL, id.ptr, id.len);
+        if (err == GW_OK && !add_delivery_like(msg, m, false))
+            return false;
+        pn_message_set_subject(msg, GW_SPEC_SUBJECT_OFFLINE);
+        break;
+    case GW_SPEC_WILL_PUBLISH: err = gw_spec_encode_will_publish(msg, NULL); break;
+    case GW_SPEC_STOLEN:
+        pn_message_clear(msg);
+        err = pn_message_set_subject(msg, GW_SPEC_SUBJECT_STOLEN) ? GW_ERR_NOMEM : GW_OK;
         break;
     case GW_SPEC_SUBSCRIBE:
     case GW_SPEC_UNSUBSCRIBE:
@@ -237,11 +281,21 @@ static void check_same(const gw_spec_msg_t *m, const gw_spec_msg_t *b)
             CHECK(!b->publish.has_message_id); /* a will carries no packet id */
         }
         break;
-    case GW_SPEC_WILL_CLEAR: break;
+    case GW_SPEC_WILL_CLEAR:
+    case GW_SPEC_WILL_PUBLISH:
+    case GW_SPEC_STOLEN: break;
     case GW_SPEC_LIST:
         CHECK(str_eq(b->reply_to, m->reply_to));
         /* fall through */
-    case GW_SPEC_CLOSE: CHECK(str_eq(b->correlation_id, m->correlation_id)); break;
+    case GW_SPEC_CLOSE:
+    case GW_SPEC_OFFLINE:
+        CHECK(str_eq(b->correlation_id, m->correlation_id));
+        CHECK(b->has_delivery == m->has_delivery);
+        if (m->has_delivery) {
+            CHECK(str_eq(b->delivery_link, m->delivery_link));
+            CHECK(b->window == m->window && b->client_serial == m->client_serial);
+        }
+        break;
     case GW_SPEC_SUBSCRIPTIONS:
         CHECK(b->has_session_present == m->has_session_present);
         CHECK(b->session_present == m->session_present);
@@ -351,7 +405,7 @@ static void fuzz_decoded(pn_message_t *msg, size_t size, size_t whylen)
 
     /* 2. one kind at a time: only the subject's kind passes, with the
      * same result as with every kind allowed */
-    for (int k = GW_SPEC_PUBLISH; k <= GW_SPEC_PUBREL; k++) {
+    for (int k = GW_SPEC_PUBLISH; k <= GW_SPEC_STOLEN; k++) {
         gw_spec_decode_opts_t o = {.allowed = GW_SPEC_KIND_BIT(k)};
         err = decode_checked(msg, &o, &m, size, WHY_CAP);
         if (!known || (gw_spec_kind_t)k != kind) {
@@ -367,7 +421,9 @@ static void fuzz_decoded(pn_message_t *msg, size_t size, size_t whylen)
     /* 3. the link kinds of the services */
     static const unsigned control_sets[] = {
         BIT(WILL) | BIT(WILL_CLEAR),                              /* will service */
-        BIT(LIST) | BIT(CLOSE) | BIT(SUBSCRIBE) | BIT(UNSUBSCRIBE), /* subscription control */
+        BIT(WILL) | BIT(WILL_CLEAR) | BIT(WILL_PUBLISH),          /* will service, L1s */
+        BIT(LIST) | BIT(CLOSE) | BIT(SUBSCRIBE) | BIT(UNSUBSCRIBE) |
+            BIT(OFFLINE),                                         /* subscription control */
         BIT(PUBREL),                                              /* $mqtt.<id>.pubrel */
         BIT(SUBSCRIPTIONS),                                       /* gateway control */
     };
