@@ -222,7 +222,9 @@ void gw_dl_client_gone(gw_client_t *c)
     /* AMQP_OFFLINE on L2, without waiting for credit: proton keeps it in
      * order behind the client's other control messages (spec 3.12). */
     gw_dest_t *ss = gw_client_dest(c, c->ss_dest);
-    if (!ss || !ss->l2.pn)
+    /* An L2 the peer detached is attached anew: without AMQP_OFFLINE the
+     * service would keep sending this serial's messages here. */
+    if (!ss || !gw_ss_link(c, c->ss_dest))
         return;
     gw_err_t err = gw_spec_encode_offline(c->w->msg, &c->w->gw->addrs, c->id, c->id_len,
                                           pn_link_name(dest->ld.pn), c->serial);
