@@ -355,6 +355,21 @@ def publish_msg(topic, body=b"x", qos=1, retain=False, message_id=None, to=True,
     return m
 
 
+def control_message(subject, correlation_id, message_id=None, body=None, reply_to=None):
+    """A control message for $mqtt.subscriptionservice (spec 3.5-3.8, 3.12):
+    correlation-id as given (normally $mqtt.to.<id>.publish)."""
+    m = Message()
+    m.subject = subject
+    m.correlation_id = correlation_id
+    if reply_to:
+        m.reply_to = reply_to
+    if message_id is not None:
+        m.id = ulong(message_id)
+    if body is not None:
+        m.body = body
+    return m
+
+
 class GatewaySession:
     """The per-client links of one MQTT client, as mqtt-gateway opens them."""
 
@@ -373,16 +388,9 @@ class GatewaySession:
         self.next_pid = 1
 
     def _ctrl(self, subject, body=None, message_id=None, reply_to=None, corr=None):
-        m = Message()
-        m.subject = subject
-        m.correlation_id = corr if corr is not None else self.pub_addr
-        if reply_to:
-            m.reply_to = reply_to
-        if message_id is not None:
-            m.id = ulong(message_id)
-        if body is not None:
-            m.body = body
-        return self.c.send(self.tx, m)
+        return self.c.send(self.tx, control_message(
+            subject, corr if corr is not None else self.pub_addr, message_id=message_id,
+            body=body, reply_to=reply_to))
 
     def list(self):
         """AMQP_LIST; returns (outcome, subscriptions map, session_present)."""
@@ -484,15 +492,8 @@ class SharedGateway:
 
     def ctrl_msg(self, subject, cid, window=None, serial=None, link=True, reply_to=None,
                  body=None, message_id=None):
-        m = Message()
-        m.subject = subject
-        m.correlation_id = f"$mqtt.to.{cid}.publish"
-        if reply_to:
-            m.reply_to = reply_to
-        if message_id is not None:
-            m.id = ulong(message_id)
-        if body is not None:
-            m.body = body
+        m = control_message(subject, f"$mqtt.to.{cid}.publish", message_id=message_id,
+                            body=body, reply_to=reply_to)
         ann = {}
         if link:
             ann[ANNO_DLINK] = self.name if link is True else link

@@ -8,11 +8,12 @@ sessions that end independently, and the group commit of AMQP_LIST (spec
 Run: GW_BUILD_DIR=<build> /usr/bin/python3 -m pytest tests/system/test_subs_conn.py
 """
 import pytest
-from proton import Endpoint, Message, ulong
+from proton import Endpoint
 
 import gwtest
 import svc_http
-from subs_peer import Client, GatewaySession, Out, Rx, Service, publish_msg, clients  # noqa: F401 (clients: fixture)
+from subs_peer import (Client, GatewaySession, Out, Rx, Service, clients,  # noqa: F401 (fixture)
+                       control_message, publish_msg)
 
 CTRL = "$mqtt.subscriptionservice"
 PERSISTENT = 'kind="persistent"'
@@ -29,16 +30,8 @@ def start(procs, tmp_path, *extra):
 
 
 def ctl_msg(subject, cid, message_id=None, body=None, reply_to=None):
-    m = Message()
-    m.subject = subject
-    m.correlation_id = "$mqtt.to.%s.publish" % cid
-    if reply_to:
-        m.reply_to = reply_to
-    if message_id is not None:
-        m.id = ulong(message_id)
-    if body is not None:
-        m.body = body
-    return m
+    return control_message(subject, "$mqtt.to.%s.publish" % cid, message_id=message_id,
+                           body=body, reply_to=reply_to)
 
 
 class Many:

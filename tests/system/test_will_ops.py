@@ -11,17 +11,8 @@ import pytest
 
 import gwtest
 import svc_http
-from will_peers import WillEnv, WillLink, will_clear_message, will_message
-
-FORCED = "amqp:link:detach-forced"
-HELD = 'state="held"'
-
-
-@pytest.fixture
-def env(procs, tmp_path):
-    e = WillEnv(procs, tmp_path)
-    yield e
-    e.close_all()
+from will_peers import (FORCED, HELD, env, will_clear_message, will_message,
+                        WillLink)  # env: a fixture
 
 
 def start(env, *extra):

@@ -13,14 +13,7 @@ import pytest
 
 import gwtest
 import will_peers
-from will_peers import WillEnv, payload_of
-
-
-@pytest.fixture
-def env(procs, tmp_path):
-    e = WillEnv(procs, tmp_path)
-    yield e
-    e.close_all()
+from will_peers import (env, payload_of)  # env: a fixture
 
 
 def router(env, name, links, *extra):

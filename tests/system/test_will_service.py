@@ -16,26 +16,8 @@ import pytest
 
 import gwtest
 import will_peers
-from will_peers import (WillEnv, WillLink, payload_of, will_clear_message, will_message)
-
-FORCED = "amqp:link:detach-forced"
-
-
-@pytest.fixture
-def env(procs, tmp_path):
-    e = WillEnv(procs, tmp_path)
-    yield e
-    e.close_all()
-
-
-def topics(recs):
-    return [r["to"] for r in recs]
-
-
-def wait_topic(env, topic, timeout=10):
-    """Wait until the sink received a message to topic; return everything received."""
-    return gwtest.wait_until(lambda: topic in topics(env.received()) and env.received(),
-                             timeout=timeout, what="a will on %s at the sink" % topic)
+from will_peers import (FORCED, env, payload_of, topics, wait_topic, will_clear_message,
+                        will_message, WillLink)  # env: a fixture
 
 
 def canary(env, conn, name="canary"):

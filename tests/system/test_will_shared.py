@@ -17,19 +17,9 @@ from proton import Message, ulong
 
 import gwtest
 import svc_http
-from will_peers import (SharedWillLink, WillEnv, WillLink, payload_of, shared_clear_message,
-                        shared_publish_message, shared_will_message, will_message)
-
-FORCED = "amqp:link:detach-forced"
-HELD = 'state="held"'
-COMMITS = "gw_will_store_commits_total"
-
-
-@pytest.fixture
-def env(procs, tmp_path):
-    e = WillEnv(procs, tmp_path)
-    yield e
-    e.close_all()
+from will_peers import (COMMITS, FORCED, HELD, env, payload_of, shared_clear_message,
+                        shared_publish_message, shared_will_message, SharedWillLink, topics,
+                        wait_topic, will_message, WillLink)  # env: a fixture
 
 
 def start(env, *extra, grace="0", delay="0"):
@@ -42,16 +32,6 @@ def start(env, *extra, grace="0", delay="0"):
     gwtest.wait_until(lambda: gwtest.port_open(hport), what="http port")
     svc_http.wait_ready(hport, 200)
     return hport
-
-
-def topics(recs):
-    return [r["to"] for r in recs]
-
-
-def wait_topic(env, topic, timeout=10):
-    """Wait until the sink received a message to topic; everything received."""
-    return gwtest.wait_until(lambda: topic in topics(env.received()) and env.received(),
-                             timeout=timeout, what="a will on %s at the sink" % topic)
 
 
 def canary(env, link, name="canary"):

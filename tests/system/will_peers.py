@@ -19,6 +19,8 @@ from proton import Condition, Data, Delivery, Endpoint, Handler, Message, int32,
 from proton.reactor import LinkOption
 from proton.utils import BlockingConnection, LinkDetached
 
+import pytest
+
 import gwtest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -298,3 +300,26 @@ def payload_of(rec):
         return body.encode()
     raise AssertionError("unexpected body %r" % (body,))
 
+
+# Shared by the will-service test modules.
+FORCED = "amqp:link:detach-forced"
+HELD = 'state="held"'
+COMMITS = "gw_will_store_commits_total"
+
+
+@pytest.fixture
+def env(procs, tmp_path):
+    """A WillEnv (service, sink, clients) torn down after the test."""
+    e = WillEnv(procs, tmp_path)
+    yield e
+    e.close_all()
+
+
+def topics(recs):
+    return [r["to"] for r in recs]
+
+
+def wait_topic(env, topic, timeout=10):
+    """Wait until the sink received a message to topic; return everything received."""
+    return gwtest.wait_until(lambda: topic in topics(env.received()) and env.received(),
+                             timeout=timeout, what="a will on %s at the sink" % topic)

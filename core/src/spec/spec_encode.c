@@ -253,42 +253,43 @@ static int put_key(pn_data_t *d, const char *key)
     return pn_data_put_symbol(d, pn_bytes(strlen(key), key));
 }
 
+/* The registration map of spec 3.12 into d (replaced): the delivery link
+ * (NULL: left out), the window (0: left out) and the serial. pn_data_t
+ * reuses its nodes: no allocation per message once warm. */
+static gw_err_t put_registration(pn_data_t *d, const char *link, uint32_t window,
+                                 uint64_t serial)
+{
+    int rc = 0;
+    pn_data_clear(d);
+    rc |= pn_data_put_map(d);
+    pn_data_enter(d);
+    if (link) {
+        rc |= put_key(d, GW_SPEC_ANNO_DELIVERY_LINK);
+        rc |= pn_data_put_string(d, pn_bytes(strlen(link), link));
+    }
+    if (window) {
+        rc |= put_key(d, GW_SPEC_ANNO_WINDOW);
+        rc |= pn_data_put_int(d, (int32_t)window);
+    }
+    rc |= put_key(d, GW_SPEC_ANNO_CLIENT_SERIAL);
+    rc |= pn_data_put_ulong(d, serial);
+    pn_data_exit(d);
+    return pn_rc(rc);
+}
+
 gw_err_t gw_spec_add_delivery(pn_message_t *msg, const char *link, uint32_t window,
                               uint64_t serial)
 {
     if (!msg || !link || !*link || window > 65535)
         return GW_ERR_INVAL;
-    pn_data_t *a = pn_message_annotations(msg);
-    int rc = 0;
-    pn_data_clear(a);
-    rc |= pn_data_put_map(a);
-    pn_data_enter(a);
-    rc |= put_key(a, GW_SPEC_ANNO_DELIVERY_LINK);
-    rc |= pn_data_put_string(a, pn_bytes(strlen(link), link));
-    if (window) {
-        rc |= put_key(a, GW_SPEC_ANNO_WINDOW);
-        rc |= pn_data_put_int(a, (int32_t)window);
-    }
-    rc |= put_key(a, GW_SPEC_ANNO_CLIENT_SERIAL);
-    rc |= pn_data_put_ulong(a, serial);
-    pn_data_exit(a);
-    return pn_rc(rc);
+    return put_registration(pn_message_annotations(msg), link, window, serial);
 }
 
 gw_err_t gw_spec_set_delivery_serial(pn_message_t *msg, uint64_t serial)
 {
     if (!msg)
         return GW_ERR_INVAL;
-    /* pn_data_t reuses its nodes: no allocation per message once warm */
-    pn_data_t *d = pn_message_instructions(msg);
-    int rc = 0;
-    pn_data_clear(d);
-    rc |= pn_data_put_map(d);
-    pn_data_enter(d);
-    rc |= put_key(d, GW_SPEC_ANNO_CLIENT_SERIAL);
-    rc |= pn_data_put_ulong(d, serial);
-    pn_data_exit(d);
-    return pn_rc(rc);
+    return put_registration(pn_message_instructions(msg), NULL, 0, serial);
 }
 
 gw_err_t gw_spec_encode_offline(pn_message_t *msg, const gw_spec_addrs_t *addrs,
