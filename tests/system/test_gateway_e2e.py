@@ -4,6 +4,7 @@ subscription-service, with the will link routed to will-service
 subscription-service. Skipped when the services are not built."""
 import os
 import queue
+import re
 
 import pytest
 
@@ -27,7 +28,8 @@ def stack(procs, tmp_path):
                 "will-service", ready_port=ws_port)
     gw, port = start_gateway(procs, ss_port, "--will-link", "shared", "--route",
                              f"$mqtt.lwtservice=amqp://127.0.0.1:{ws_port}", wait_up=False)
-    gwtest.wait_until(lambda: gw.log().count(" up\"") >= 2, what="both AMQP connections up")
+    gwtest.wait_until(lambda: len(re.findall(r"AMQP connection to \S+ up\"", gw.log())) >= 2,
+                      what="both AMQP connections up")
     return port
 
 

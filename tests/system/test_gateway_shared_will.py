@@ -8,6 +8,7 @@ messages in order and publishes in order, so once a canary will sent after
 the event has arrived, a will that the event would have published would
 have arrived before it."""
 import os
+import re
 import socket
 
 import pytest
@@ -45,7 +46,8 @@ class Stack:
                                  f"$mqtt.lwtservice=amqp://127.0.0.1:{self.ws_port}",
                                  "--will-link", "shared", *args, workers=workers,
                                  wait_up=False, name=name)
-        gwtest.wait_until(lambda: gw.log().count(" up\"") >= 2 * workers,
+        gwtest.wait_until(lambda: len(re.findall(r"AMQP connection to \S+ up\"", gw.log()))
+                          >= 2 * workers,
                           what="both AMQP connections up")
         return gw, port
 
