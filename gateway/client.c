@@ -120,7 +120,11 @@ void gw_client_accept(gw_worker_t *w, evutil_socket_t fd, const struct sockaddr 
     /* The CONNECT must arrive within connect-timeout. */
     ms_to_tv(cfg->connect_timeout_ms, &tv);
     evtimer_add(c->timer, &tv);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    /* Plain TCP: EV_WRITE is enabled by the first queued write
+     * (gw_client_want_write). Enabling it here would add EPOLLOUT to an empty
+     * socket: a wake-up and an epoll_ctl(MOD) per connection for nothing.
+     * TLS: the bufferevent needs it for the handshake's and records' writes. */
+    bufferevent_enable(c->bev, kind == GW_LST_TCP ? EV_READ : EV_READ | EV_WRITE);
 
     c->next = w->clients;
     if (w->clients)
@@ -417,6 +421,7 @@ void gw_client_write(gw_client_t *c, const void *data, size_t len)
     if (c->state == GW_CLIENT_CLOSING && !c->bev)
         return;
     bufferevent_write(c->bev, data, len);
+    gw_client_want_write(c);
     GW_STAT_ADD(c->w, bytes_out, len);
     gw_client_check_output(c);
 }
@@ -729,6 +734,7 @@ void gw_client_close_after_flush(gw_client_t *c, gw_close_how_t how, const char 
     }
     /* Write what is queued (e.g. the CONNACK), then free; bounded by 1 s. */
     bufferevent_disable(c->bev, EV_READ);
+    gw_client_want_write(c);
     bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
     event_assign(c->timer, c->w->base, -1, 0, client_free_cb, c);
     evtimer_add(c->timer, &tv);

@@ -628,6 +628,14 @@ void gw_client_update_read(gw_client_t *c);
 void gw_client_resume(gw_client_t *c);
 /** Append raw bytes to the client's output, then check the high watermark. */
 void gw_client_write(gw_client_t *c, const void *data, size_t len);
+/* After queueing output on c->bev directly: make sure EV_WRITE is on (a plain
+ * TCP client starts with EV_READ only; libevent drops EPOLLOUT again once the
+ * output is empty, so this costs an epoll_ctl only when there is data). */
+static inline void gw_client_want_write(gw_client_t *c)
+{
+    if (!(bufferevent_get_enabled(c->bev) & EV_WRITE))
+        bufferevent_enable(c->bev, EV_WRITE);
+}
 /* gw_client_write() that first tries a direct send() when nothing is
  * queued (plain TCP): for a lone packet such as CONNACK. */
 void gw_client_write_first(gw_client_t *c, const void *data, size_t len);

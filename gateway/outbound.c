@@ -182,6 +182,7 @@ static gw_err_t write_publish(gw_client_t *c, const gw_spec_publish_t *sp, uint8
         evbuffer_add(out, buf, written);
         if (sp->payload.len)
             evbuffer_add(out, sp->payload.ptr, sp->payload.len);
+        gw_client_want_write(c);
         GW_STAT_INC(c->w, msgs_out[qos > 2 ? 2 : qos]);
         GW_STAT_ADD(c->w, bytes_out, written + sp->payload.len);
         gw_client_check_output(c);
