@@ -35,6 +35,8 @@ static const gw_config_opt_t opts[] = {
      "outbound messages per client unacknowledged at once (credit on the publish link)"},
     {"max-client-id-len", GW_CFG_INT, OFF(max_client_id_len), 23, 65535, "256", NULL,
      "longest client identifier accepted (longer: CONNACK 2)"},
+    {"keepalive-max", GW_CFG_INT, OFF(keepalive_max), 0, 65535, "0", NULL,
+     "largest CONNECT keep alive accepted, in seconds (0 = any); with a maximum, keep alive 0 (never time out) or above it gets CONNACK 2"},
     {"out-buffer-high-watermark", GW_CFG_SIZE, OFF(out_high_watermark), 1024, 1LL << 32, "1M",
      NULL, "client output above this: stop reading it and stop granting credit"},
     {"slow-client-timeout", GW_CFG_DURATION, OFF(slow_client_timeout_ms), 100, 86400000, "30s",

@@ -61,6 +61,7 @@ typedef struct gw_gateway_config {
     int will_link;              /* GW_WILL_LINK_*: L1s (spec 3.4a) or an L1 per client */
     int delivery_link;          /* GW_WILL_LINK_*: L4s (spec 3.12) or an L4 per client */
     int64_t max_client_id_len;
+    int64_t keepalive_max;      /* seconds; 0 = no maximum */
     int64_t out_high_watermark;
     int64_t slow_client_timeout_ms;
     int64_t shutdown_timeout_ms;
@@ -283,6 +284,7 @@ typedef struct gw_worker_stats {
     uint64_t credit_stalls;               /* reading paused for lack of AMQP credit */
     uint64_t slow_disconnects;
     uint64_t takeovers;
+    uint64_t keepalive_refused;           /* CONNECTs refused by --keepalive-max */
     uint64_t amqp_reconnects;
     uint64_t acl_denied[3];               /* GW_ACLD_*: publish, subscribe filter, will */
     uint64_t conn_refused[2];             /* GW_LIM_*: over max-connections / per IP */

@@ -200,6 +200,16 @@ gw_err_t gw_handle_connect(gw_client_t *c, const gw_mqtt_connect_t *p)
         gw_connect_fail(c, GW_MQTT_CONNACK_ID_REJECTED, "client id too long for an address");
         return GW_OK;
     }
+    if (cfg->keepalive_max > 0 && (p->keep_alive == 0 || p->keep_alive > cfg->keepalive_max)) {
+        /* MQTT 3.1.1 cannot tell a client which keep alive to use (MQTT 5's
+         * Server Keep Alive): refuse it, as mosquitto's max_keepalive does.
+         * 0 means never time out, which is above any maximum. */
+        GW_STAT_INC(w, keepalive_refused);
+        gw_connect_fail(c, GW_MQTT_CONNACK_ID_REJECTED,
+                        p->keep_alive == 0 ? "keep alive 0 while keepalive-max is set"
+                                           : "keep alive above keepalive-max");
+        return GW_OK;
+    }
     c->clean_session = p->clean_session;
     c->keep_alive = p->keep_alive;
     if (p->will_flag && copy_will(c, p) != GW_OK)

@@ -92,6 +92,9 @@ static void collect(gw_metrics_writer_t *mw, void *arg)
     gw_metrics_counter(mw, "mqtt_gateway_takeovers_total",
                        "connections closed because a newer one took their client id", NULL,
                        SUM(gw, takeovers));
+    gw_metrics_counter(mw, "mqtt_gateway_keepalive_refused_total",
+                       "CONNECTs refused with CONNACK 2 for a keep alive of 0 or above --keepalive-max",
+                       NULL, SUM(gw, keepalive_refused));
     for (int k = 0; k < 3; k++) {
         snprintf(lb, sizeof(lb), "kind=\"%s\"", acld_names[k]);
         gw_metrics_counter(mw, "mqtt_gateway_acl_denied_total",

@@ -54,6 +54,10 @@ static const gw_config_opt_t subs_opts[] = {
     OPT("transient-timeout", GW_CFG_DURATION, transient_timeout, 1, 86400000, "30s",
         "a transient session created by a control message for a client that attaches no "
         "link (or whose links are gone) is dropped after this time"),
+    OPT("session-expiry", GW_CFG_DURATION, session_expiry, 0, (int64_t)3650 * 86400000, "0",
+        "a persistent session offline this long is deleted with its subscriptions and queued "
+        "messages (0 = never; mosquitto's persistent_client_expiration); the time offline is "
+        "stored, so it counts across restarts"),
     OPT("control-address", GW_CFG_STRING, control_address, 1, 256, "$mqtt.subscriptionservice",
         "address of the control link (AMQP_LIST/CLOSE/SUBSCRIBE/UNSUBSCRIBE)"),
     OPT("to-prefix", GW_CFG_STRING, to_prefix, 1, 256, "$mqtt.to.",

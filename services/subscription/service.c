@@ -815,13 +815,17 @@ typedef struct load_state {
     size_t nsessions, nsubs, nretained, nqueued;
 } load_state_t;
 
-static gw_err_t load_session(const char *id, void *ctx)
+static gw_err_t load_session(const char *id, int64_t offline_ms, void *ctx)
 {
     load_state_t *ls = ctx;
     subs_session_t *s = subs_session_get(ls->svc, id, strlen(id));
     if (!s)
         return GW_ERR_NOMEM;
     subs_session_set_persistent(ls->svc, s, true);
+    /* Offline since then (--session-expiry); unknown (online at the last
+     * stop, or a store from before offline_at): from now, set by the sweep. */
+    s->offline_wall_ms = offline_ms;
+    s->offline_stored = offline_ms != 0;
     ls->nsessions++;
     return GW_OK;
 }
@@ -958,8 +962,12 @@ gw_err_t subs_service_start(struct event_base *base, const subs_config_t *cfg,
         goto cleanup;
     {
         /* A session is dropped between 1x and 1.25x the timeout after its
-         * last link went (or since it was created without one). */
-        int64_t period = cfg->transient_timeout / 4 ? cfg->transient_timeout / 4 : 1;
+         * last link went (or since it was created without one); the same
+         * for --session-expiry. */
+        int64_t t = cfg->transient_timeout;
+        if (cfg->session_expiry > 0 && cfg->session_expiry < t)
+            t = cfg->session_expiry;
+        int64_t period = t / 4 ? t / 4 : 1;
         struct timeval tv = {.tv_sec = period / 1000, .tv_usec = (period % 1000) * 1000};
         evtimer_add(svc->sweep_timer, &tv);
     }
@@ -1123,6 +1131,9 @@ void subs_service_collect(gw_metrics_writer_t *w, void *arg)
     gw_metrics_counter(w, "gw_subs_shared_stolen_total",
                        "AMQP_STOLEN sent on shared delivery links (takeovers)", NULL,
                        GW_SVC_GET(m->shared_stolen));
+    gw_metrics_counter(w, "gw_subs_sessions_expired_total",
+                       "persistent sessions deleted after --session-expiry offline", NULL,
+                       GW_SVC_GET(m->expired_persistent));
     gw_metrics_counter(w, "gw_subs_transient_expired_total",
                        "transient sessions without links dropped after --transient-timeout",
                        NULL, GW_SVC_GET(m->expired));

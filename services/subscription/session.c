@@ -1057,14 +1057,67 @@ void subs_session_set_persistent(subs_service_t *svc, subs_session_t *s, bool pe
  * links; those still without links --transient-timeout later are dropped
  * (nothing durable to delete: a transient session is never stored).
  */
+static int64_t wall_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * --session-expiry: the sweep notes when a persistent session is first seen
+ * offline, in the store too (wall clock, so that the time counts across a
+ * restart), clears it once the session is online again, and deletes a
+ * session offline for longer than the expiry. These writes join the open
+ * batch and nothing waits for them: the CONNECT path writes nothing more.
+ * Returns false if s was deleted.
+ */
+static bool persistent_sweep(subs_service_t *svc, subs_session_t *s, int64_t wall)
+{
+    if (s->ctl || subs_session_online(s) || s->list_wait) {
+        if (s->offline_wall_ms) {
+            s->offline_wall_ms = 0;
+            if (s->offline_stored && gw_subs_store_session_offline(svc->store, s->id, 0) == GW_OK)
+                subs_batch_touch(svc);
+            s->offline_stored = false;
+        }
+        return true;
+    }
+    if (!s->offline_wall_ms) {
+        s->offline_wall_ms = wall;
+        if (gw_subs_store_session_offline(svc->store, s->id, wall) == GW_OK) {
+            s->offline_stored = true;
+            subs_batch_touch(svc);
+        }
+        return true;
+    }
+    int64_t exp = svc->cfg->session_expiry;
+    if (exp <= 0 || wall - s->offline_wall_ms < exp)
+        return true;
+    GW_LOG_INFO(SUBS_MOD, s->id,
+                "persistent session offline for %lld s: expired (%zu subs, %zu queued dropped)",
+                (long long)((wall - s->offline_wall_ms) / 1000), s->nsubs, s->qcount);
+    GW_SVC_INC(svc->m.expired_persistent);
+    subs_session_clear(svc, s); /* deletes its rows in the open batch */
+    subs_session_destroy(svc, s, false);
+    return false;
+}
+
 void subs_session_sweep(subs_service_t *svc)
 {
     int64_t now = subs_now_ms();
+    int64_t wall = svc->cfg->session_expiry > 0 ? wall_now_ms() : 0;
     for (size_t i = 0; i < svc->nbuckets; i++) {
         subs_session_t *next;
         for (subs_session_t *s = svc->buckets[i]; s; s = next) {
             next = s->hnext;
-            if (s->persistent || s->ctl || subs_session_online(s)) {
+            if (s->persistent) {
+                s->orphan_ms = 0;
+                if (wall)
+                    persistent_sweep(svc, s, wall);
+                continue;
+            }
+            if (s->ctl || subs_session_online(s)) {
                 s->orphan_ms = 0;
                 continue;
             }

@@ -58,6 +58,10 @@ uint64_t gw_subs_store_writes(const gw_subs_store_t *st);
 
 /* Writes (each begins the batch if needed). */
 gw_err_t gw_subs_store_session_put(gw_subs_store_t *st, const char *id);
+/** When a persistent session went offline, in ms since the epoch (wall
+ * clock, so that it survives a restart); 0 = online again. For
+ * --session-expiry. */
+gw_err_t gw_subs_store_session_offline(gw_subs_store_t *st, const char *id, int64_t wall_ms);
 /** Delete the session, its subscriptions and its queue rows. */
 gw_err_t gw_subs_store_session_delete(gw_subs_store_t *st, const char *id);
 gw_err_t gw_subs_store_sub_put(gw_subs_store_t *st, const char *id, const char *filter,
@@ -81,7 +85,8 @@ gw_err_t gw_subs_store_queue_sent(gw_subs_store_t *st, int64_t seq, uint16_t pkt
 gw_err_t gw_subs_store_queue_delete(gw_subs_store_t *st, int64_t seq);
 
 /* Recovery, each in a stable order (queue: by seq). A callback error stops the walk. */
-typedef gw_err_t (*gw_subs_store_session_fn)(const char *id, void *ctx);
+/* offline_ms: as given to gw_subs_store_session_offline (0: never recorded). */
+typedef gw_err_t (*gw_subs_store_session_fn)(const char *id, int64_t offline_ms, void *ctx);
 typedef gw_err_t (*gw_subs_store_sub_fn)(const char *id, const char *filter, size_t flen,
                                          uint8_t qos, void *ctx);
 typedef gw_err_t (*gw_subs_store_retained_fn)(const char *topic, size_t tlen,

@@ -19,6 +19,7 @@
 enum {
     ST_SESSION_PUT,
     ST_SESSION_DEL,
+    ST_SESSION_OFFLINE,
     ST_SESSION_DEL_SUBS,
     ST_SESSION_DEL_QUEUE,
     ST_SUB_PUT,
@@ -45,6 +46,7 @@ enum {
 static const char *const store_sql[ST__N] = {
     [ST_SESSION_PUT] = "INSERT OR IGNORE INTO sessions(id) VALUES(?1)",
     [ST_SESSION_DEL] = "DELETE FROM sessions WHERE id = ?1",
+    [ST_SESSION_OFFLINE] = "UPDATE sessions SET offline_at = ?2 WHERE id = ?1",
     [ST_SESSION_DEL_SUBS] = "DELETE FROM subs WHERE id = ?1",
     [ST_SESSION_DEL_QUEUE] = "DELETE FROM queue WHERE id = ?1",
     [ST_SUB_PUT] = "INSERT INTO subs(id, filter, qos) VALUES(?1, ?2, ?3) "
@@ -61,7 +63,7 @@ static const char *const store_sql[ST__N] = {
     [ST_Q_STATE] = "UPDATE queue SET state = ?2 WHERE seq = ?1",
     [ST_Q_SENT] = "UPDATE queue SET state = ?2, pkt_id = ?3 WHERE seq = ?1",
     [ST_Q_DEL] = "DELETE FROM queue WHERE seq = ?1",
-    [ST_L_SESSION] = "SELECT id FROM sessions ORDER BY id",
+    [ST_L_SESSION] = "SELECT id, offline_at FROM sessions ORDER BY id",
     [ST_L_SUB] = "SELECT id, filter, qos FROM subs ORDER BY id, filter",
     [ST_L_RET] = "SELECT topic, payload, qos FROM retained ORDER BY topic",
     [ST_L_MSG] = "SELECT id, topic, payload, qos FROM msgs ORDER BY id",
@@ -75,7 +77,7 @@ static const char *const store_sql[ST__N] = {
  * MQTT-3.10.4-1). AUTOINCREMENT on queue: seq orders a session's copies
  * and is never reused. */
 static const char store_schema[] =
-    "CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY NOT NULL, offline_at INTEGER);"
     "CREATE TABLE IF NOT EXISTS subs ("
     "  id TEXT NOT NULL, filter TEXT NOT NULL,"
     "  qos INTEGER NOT NULL CHECK (qos BETWEEN 0 AND 2),"
@@ -129,6 +131,14 @@ static gw_err_t store_write(gw_subs_store_t *s, int which)
     return store_step(s, which);
 }
 
+static bool store_has_column(gw_subs_store_t *s, const char *probe)
+{
+    sqlite3_stmt *q = NULL;
+    bool ok = sqlite3_prepare_v2(s->db, probe, -1, &q, NULL) == SQLITE_OK;
+    sqlite3_finalize(q);
+    return ok;
+}
+
 gw_err_t gw_subs_store_open(const char *path, bool sync_full, gw_subs_store_t **out)
 {
     gw_err_t err = GW_ERR_STORE;
@@ -156,6 +166,14 @@ gw_err_t gw_subs_store_open(const char *path, bool sync_full, gw_subs_store_t **
                      "DELETE FROM queue WHERE msg_id NOT IN (SELECT id FROM msgs);",
                      NULL, NULL, &emsg) != SQLITE_OK) {
         GW_LOG_ERROR(STORE_MOD, NULL, "cannot initialise %s: %s", path, emsg ? emsg : "?");
+        goto cleanup;
+    }
+    /* A store from before --session-expiry: sessions has no offline_at. */
+    if (!store_has_column(s, "SELECT offline_at FROM sessions LIMIT 0") &&
+        sqlite3_exec(s->db, "ALTER TABLE sessions ADD COLUMN offline_at INTEGER", NULL, NULL,
+                     &emsg) != SQLITE_OK) {
+        GW_LOG_ERROR(STORE_MOD, NULL, "cannot add sessions.offline_at to %s: %s", path,
+                     emsg ? emsg : "?");
         goto cleanup;
     }
     for (int i = 0; i < ST__N; i++) {
@@ -248,6 +266,17 @@ gw_err_t gw_subs_store_session_put(gw_subs_store_t *s, const char *id)
 {
     bind_text(s->st[ST_SESSION_PUT], 1, id, strlen(id));
     return store_write(s, ST_SESSION_PUT);
+}
+
+gw_err_t gw_subs_store_session_offline(gw_subs_store_t *s, const char *id, int64_t wall_ms)
+{
+    sqlite3_stmt *q = s->st[ST_SESSION_OFFLINE];
+    bind_text(q, 1, id, strlen(id));
+    if (wall_ms > 0)
+        sqlite3_bind_int64(q, 2, wall_ms);
+    else
+        sqlite3_bind_null(q, 2);
+    return store_write(s, ST_SESSION_OFFLINE);
 }
 
 gw_err_t gw_subs_store_session_delete(gw_subs_store_t *s, const char *id)
@@ -397,7 +426,8 @@ static gw_err_t row_session(sqlite3_stmt *q, void *arg)
 {
     load_ctx_t *l = arg;
     size_t n;
-    return l->on_session(col_text(q, 0, &n), l->ctx);
+    int64_t off = sqlite3_column_type(q, 1) == SQLITE_NULL ? 0 : sqlite3_column_int64(q, 1);
+    return l->on_session(col_text(q, 0, &n), off > 0 ? off : 0, l->ctx);
 }
 
 static gw_err_t row_sub(sqlite3_stmt *q, void *arg)

@@ -55,6 +55,7 @@ typedef struct subs_config {
     char *to_prefix;
     char *pubrel_prefix;
     int64_t transient_timeout; /* ms: a transient session with no link attached is dropped */
+    int64_t session_expiry;    /* ms: a persistent session offline this long is deleted (0 = never) */
     int64_t online_hwm;        /* back-pressure: online queue high watermark (messages) */
     int64_t online_hwm_bytes;  /* back-pressure: online queue high watermark (payload bytes) */
     int64_t bp_stall;          /* ms without progress of a queue above the mark: give credit once */
@@ -162,6 +163,7 @@ struct subs_session {
     };
     uint64_t drops;
     int64_t orphan_ms; /* transient, no link attached: first seen so by the sweep (0 = no) */
+    int64_t offline_wall_ms; /* persistent, offline: since when (epoch ms, stored); 0 = online */
     uint32_t npids;    /* packet ids in use */
     uint32_t nunsynced; /* entries with unsynced set */
     uint16_t next_pid;
@@ -178,6 +180,7 @@ struct subs_session {
      * 5.2): AMQP_SUBSCRIPTIONS waits for that commit (in svc->syncwait). */
     bool list_wait;
     bool list_created; /* that LIST made the session persistent (undone if the commit fails) */
+    bool offline_stored; /* offline_wall_ms is in the store (to be cleared once online) */
     char id[];
 };
 
@@ -232,6 +235,7 @@ typedef struct subs_metrics {
     uint64_t in_qos[3], out_qos[3];
     uint64_t drops[SUBS_DROP_N];
     uint64_t expired; /* transient sessions without links dropped by the sweep */
+    uint64_t expired_persistent; /* persistent sessions deleted by --session-expiry */
     int64_t online_l4, online_shared; /* MQTT sessions online on a per-client L4 / an L4s */
     int64_t shared_links;             /* attached L4s */
     uint64_t shared_stolen;           /* AMQP_STOLEN sent */

@@ -255,3 +255,37 @@ def test_sigterm_exits_cleanly_with_clients(env):
     assert c.is_closed()
     # shutdown is a clean detach: the will is not published
     assert env.peer.detach_of("q1")["condition"] is None
+
+
+def test_keepalive_max_refuses_zero_and_above(procs):
+    """--keepalive-max 60: keep alive 1..60 is accepted; 61 and 0 (never time
+    out) get CONNACK 2 and the connection is closed; nothing reaches the AMQP
+    side for a refused client; the refusals are counted."""
+    from test_gateway_metrics import scrape
+    peer = AmqpPeer().start()
+    try:
+        hport = gwtest.free_port()
+        gw, port = start_gateway(procs, peer.port, "--keepalive-max", "60",
+                                 "--http-listen", f"127.0.0.1:{hport}")
+        for ka, rc in ((60, 0), (1, 0), (61, 2), (0, 2), (65535, 2)):
+            c = R.RawClient(port)
+            cid = "ka%d" % ka
+            assert c.connect(cid, keepalive=ka, will=("w/" + cid, b"x", 0, False)) == (0, rc), ka
+            if rc:
+                assert c.is_closed()
+                assert not peer.links_named(cid)  # no will link, no will
+            else:
+                peer.wait_msg(subject="will", link=cid)
+                c.close()
+        gwtest.wait_until(lambda: gwtest.port_open(hport), what="HTTP port")
+        m = scrape(hport)
+        assert m["mqtt_gateway_keepalive_refused_total"] == 3
+    finally:
+        peer.stop()
+
+
+def test_keepalive_max_rejects_bad_config():
+    from test_gateway_misc import run_gateway
+    for bad in ("-1", "65536", "ten"):
+        r = run_gateway("--keepalive-max", bad)
+        assert r.returncode == 2 and "keepalive-max" in r.stderr, (bad, r.stderr)

@@ -79,9 +79,12 @@ static void add(seen_t *s, const char *fmt, ...)
         s->len += (size_t)n;
 }
 
-static gw_err_t on_session(const char *id, void *ctx)
+static gw_err_t on_session(const char *id, int64_t offline_ms, void *ctx)
 {
-    add(ctx, "S %s;", id);
+    if (offline_ms)
+        add(ctx, "S %s @%lld;", id, (long long)offline_ms);
+    else
+        add(ctx, "S %s;", id);
     return GW_OK;
 }
 static gw_err_t on_sub(const char *id, const char *f, size_t flen, uint8_t qos, void *ctx)
@@ -220,6 +223,59 @@ static void test_cache_size_bound(void **state)
     assert_int_equal(gw_subs_store_commit(f->st), GW_OK);
 }
 
+/* --session-expiry: when a session went offline survives a reopen; 0 clears it. */
+static void test_offline_time_roundtrip(void **state)
+{
+    fixture_t *f = *state;
+    seen_t s;
+    assert_int_equal(gw_subs_store_session_put(f->st, "a"), GW_OK);
+    assert_int_equal(gw_subs_store_session_put(f->st, "b"), GW_OK);
+    assert_int_equal(gw_subs_store_session_offline(f->st, "a", 1765000000123LL), GW_OK);
+    assert_int_equal(gw_subs_store_session_offline(f->st, "b", 1765000000456LL), GW_OK);
+    assert_int_equal(gw_subs_store_session_offline(f->st, "nobody", 5), GW_OK); /* no row: no-op */
+    assert_int_equal(gw_subs_store_commit(f->st), GW_OK);
+    reopen(f);
+    load(f, &s);
+    assert_string_equal(s.text, "S a @1765000000123;S b @1765000000456;");
+    assert_int_equal(gw_subs_store_session_offline(f->st, "b", 0), GW_OK); /* online again */
+    assert_int_equal(gw_subs_store_commit(f->st), GW_OK);
+    reopen(f);
+    load(f, &s);
+    assert_string_equal(s.text, "S a @1765000000123;S b;");
+}
+
+/* A store written before sessions.offline_at existed opens, keeps its
+ * sessions (offline time unknown) and takes offline times from then on. */
+static void test_old_schema_gains_offline_column(void **state)
+{
+    fixture_t *f = *state;
+    seen_t s;
+    sqlite3 *db = NULL;
+    gw_subs_store_close(f->st);
+    f->st = NULL;
+    static const char *const suffix[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < 3; i++) {
+        char p[192];
+        snprintf(p, sizeof p, "%s%s", f->path, suffix[i]);
+        unlink(p);
+    }
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "CREATE TABLE sessions (id TEXT PRIMARY KEY NOT NULL);"
+                                  "INSERT INTO sessions(id) VALUES('old');",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(gw_subs_store_open(f->path, false, &f->st), GW_OK);
+    load(f, &s);
+    assert_string_equal(s.text, "S old;");
+    assert_int_equal(gw_subs_store_session_offline(f->st, "old", 42), GW_OK);
+    assert_int_equal(gw_subs_store_commit(f->st), GW_OK);
+    reopen(f);
+    load(f, &s);
+    assert_string_equal(s.text, "S old @42;");
+}
+
 static void test_open_bad_path(void **state)
 {
     (void)state;
@@ -237,6 +293,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_packet_id_given_at_first_transfer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_without_batch_is_noop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_size_bound, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_offline_time_roundtrip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_old_schema_gains_offline_column, setup, teardown),
         cmocka_unit_test(test_open_bad_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
