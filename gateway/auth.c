@@ -230,6 +230,7 @@ static void auth_done(gw_auth_result_t result, void *arg)
     case GW_AUTH_BAD_PASSWORD:
         GW_LOG_INFO(GW_MOD, c->id, "authentication of user %s failed: %s", c->user,
                     gw_auth_result_name(result));
+        gw_limits_auth_failed(c);
         gw_connect_fail(c, GW_MQTT_CONNACK_BAD_CREDENTIALS, "bad user name or password");
         break;
     case GW_AUTH_ERROR:
@@ -252,6 +253,20 @@ gw_err_t gw_auth_start(gw_client_t *c, const gw_mqtt_connect_t *p)
                                        &c->auth_job);
     gw_auth_passwd_free(db); /* the job took its own reference */
     return err;
+}
+
+gw_auth_result_t gw_auth_check_cached(gw_client_t *c, const gw_mqtt_connect_t *p)
+{
+    gw_gateway_t *gw = c->w->gw;
+    pthread_mutex_lock(&gw->auth_mu);
+    gw_auth_passwd_t *db = gw_auth_passwd_ref(gw->passwd);
+    pthread_mutex_unlock(&gw->auth_mu);
+    gw_auth_result_t r = gw_auth_verify_cached(
+        db, gw->auth_cache, c->user, c->user_len,
+        p->has_password ? (const void *)p->password.ptr : "", p->has_password ? p->password.len : 0,
+        gw_auth_now_ms());
+    gw_auth_passwd_free(db);
+    return r;
 }
 
 void gw_auth_cancel(gw_client_t *c)

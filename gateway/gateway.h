@@ -91,6 +91,8 @@ typedef struct gw_gateway_config {
     char *cert_identity_field;  /* DN attribute of a verified client certificate ("CN") */
     int64_t auth_threads;       /* password verification threads per worker */
     int64_t max_connections;    /* limits (issue 7); 0 = unlimited */
+    int64_t auth_fail_limit;    /* failed logins per address and window; 0 = unlimited */
+    int64_t auth_fail_window_ms;
     int64_t max_connections_per_ip;
     int64_t max_topic_length;
     int64_t max_topic_levels;
@@ -203,6 +205,7 @@ typedef struct gw_gateway {
     uint64_t nconn;             /* __atomic */
     pthread_mutex_t ip_mu;
     struct gw_ip_count **ip_tab; /* hash table, GW_IP_BUCKETS chains */
+    struct gw_authfail *authfail; /* --auth-fail-limit table (limits.c), NULL = off */
     atomic_uint_fast64_t next_serial;
     gw_hono_gateways_t *iot_gateways; /* --iot-gateway-map (read-only after start), NULL = none */
     gw_hono_policy_t iot_policy;
@@ -285,6 +288,8 @@ typedef struct gw_worker_stats {
     uint64_t slow_disconnects;
     uint64_t takeovers;
     uint64_t keepalive_refused;           /* CONNECTs refused by --keepalive-max */
+    uint64_t auth_blocked;                /* CONNECTs refused by --auth-fail-limit */
+    uint64_t auth_failed;                 /* bad user name or password */
     uint64_t amqp_reconnects;
     uint64_t acl_denied[3];               /* GW_ACLD_*: publish, subscribe filter, will */
     uint64_t conn_refused[2];             /* GW_LIM_*: over max-connections / per IP */
@@ -379,6 +384,8 @@ bool gw_auth_allowed(gw_client_t *c, const char *topic, size_t len, unsigned acc
 void gw_auth_log_denied(gw_client_t *c, const char *what, const char *topic, size_t len);
 /** Submit c->user + the CONNECT password to the worker's pool; gw_connect_continue on success. */
 gw_err_t gw_auth_start(gw_client_t *c, const gw_mqtt_connect_t *p);
+/** The credential cache only (no PBKDF2), on the loop: for a blocked address. */
+gw_auth_result_t gw_auth_check_cached(gw_client_t *c, const gw_mqtt_connect_t *p);
 void gw_auth_cancel(gw_client_t *c);
 
 /* limits.c: --max-connections, --max-connections-per-ip, --publish-rate. */
@@ -386,6 +393,10 @@ gw_err_t gw_limits_init(gw_gateway_t *gw);
 void gw_limits_cleanup(gw_gateway_t *gw);
 /** Take a connection slot for c (c->ip set); false = refused (counted and logged). */
 bool gw_limits_conn_take(gw_client_t *c);
+/** --auth-fail-limit: has c's address reached the limit in the current window? */
+bool gw_limits_auth_blocked(gw_client_t *c);
+/** Count a failed login (bad user name or password) of c's address. */
+void gw_limits_auth_failed(gw_client_t *c);
 void gw_limits_conn_release(gw_client_t *c);
 /** One PUBLISH token; false = none: reading paused until the bucket refills. */
 bool gw_limits_publish_token(gw_client_t *c);

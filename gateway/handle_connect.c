@@ -28,15 +28,23 @@ static void write_connack(gw_client_t *c, uint8_t rc, bool session_present)
     gw_client_write_first(c, b, sizeof(b));
 }
 
-void gw_connect_fail(gw_client_t *c, uint8_t rc, const char *reason)
+static void connect_refuse(gw_client_t *c, uint8_t rc, const char *reason, bool quiet)
 {
     if (c->state == GW_CLIENT_CLOSING)
         return;
-    GW_LOG_WARN(GW_MOD, gw_client_name(c), "CONNECT refused (CONNACK %u): %s", rc, reason);
+    if (quiet)
+        GW_LOG_DEBUG(GW_MOD, gw_client_name(c), "CONNECT refused (CONNACK %u): %s", rc, reason);
+    else
+        GW_LOG_WARN(GW_MOD, gw_client_name(c), "CONNECT refused (CONNACK %u): %s", rc, reason);
     if (rc < 6)
         GW_STAT_INC(c->w, connack_refused[rc]);
     write_connack(c, rc, false);
     gw_client_close_after_flush(c, GW_CLOSE_REFUSED, reason);
+}
+
+void gw_connect_fail(gw_client_t *c, uint8_t rc, const char *reason)
+{
+    connect_refuse(c, rc, reason, false);
 }
 
 void gw_connect_on_timeout(gw_client_t *c)
@@ -289,7 +297,18 @@ gw_err_t gw_handle_connect(gw_client_t *c, const gw_mqtt_connect_t *p)
         gw_connect_fail(c, GW_MQTT_CONNACK_NOT_AUTHORIZED, "anonymous clients are not allowed");
         return GW_OK;
     }
-    if (!cert_auth && c->user && w->auth_pool) {
+    if (!cert_auth && c->user && w->auth_pool && gw_limits_auth_blocked(c)) {
+        /* --auth-fail-limit: no password verification for this address
+         * until its window ends; credentials verified recently still pass. */
+        if (gw_auth_check_cached(c, p) != GW_AUTH_OK) {
+            /* Counted, not logged one by one: the block was logged once
+             * (limits.c) and a brute-force run must not flood the log. */
+            GW_STAT_INC(w, auth_blocked);
+            connect_refuse(c, GW_MQTT_CONNACK_NOT_AUTHORIZED,
+                           "address blocked after failed logins (auth-fail-limit)", true);
+            return GW_OK;
+        }
+    } else if (!cert_auth && c->user && w->auth_pool) {
         gw_err_t aerr = gw_auth_start(c, p);
         if (aerr != GW_OK) {
             gw_connect_fail(c, GW_MQTT_CONNACK_SERVER_UNAVAILABLE,

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+
 #include "gateway.h"
 
 #define GW_IP_BUCKETS 4096
@@ -29,9 +31,127 @@ static size_t ip_hash(const char *s)
     return h % GW_IP_BUCKETS;
 }
 
+/*
+ * --auth-fail-limit: failed logins per source address in a fixed window. A
+ * set-associative table of GW_AF_SETS x GW_AF_WAYS entries under one mutex
+ * (touched only by CONNECTs that carry a user name): its memory is bounded
+ * whatever the number of addresses; a new address takes an empty or
+ * expired way, else the way whose window started first. IPv6 addresses
+ * count by /64 (one host usually holds a whole /64).
+ */
+#define GW_AF_SETS 1024
+#define GW_AF_WAYS 4
+
+typedef struct gw_af_entry {
+    uint64_t start_ms; /* window start; 0 = empty */
+    uint32_t fails;
+    bool logged; /* the block was logged */
+    char key[47];
+} gw_af_entry_t;
+
+struct gw_authfail {
+    pthread_mutex_t mu;
+    gw_af_entry_t e[GW_AF_SETS][GW_AF_WAYS];
+};
+
+static void af_key(const gw_client_t *c, char *key, size_t keylen)
+{
+    struct in6_addr a6;
+    char buf[INET6_ADDRSTRLEN];
+    size_t n = strlen(c->ip);
+    if (n > 2 && c->ip[0] == '[' && n - 2 < sizeof(buf)) {
+        memcpy(buf, c->ip + 1, n - 2);
+        buf[n - 2] = '\0';
+        if (inet_pton(AF_INET6, buf, &a6) == 1) {
+            memset(a6.s6_addr + 8, 0, 8);
+            if (inet_ntop(AF_INET6, &a6, buf, sizeof(buf))) {
+                snprintf(key, keylen, "%s/64", buf);
+                return;
+            }
+        }
+    }
+    snprintf(key, keylen, "%s", c->ip);
+}
+
+/* The entry of key (created if create), under af->mu. */
+static gw_af_entry_t *af_find(struct gw_authfail *af, const char *key, uint64_t now,
+                              uint64_t window, bool create)
+{
+    size_t h = 5381;
+    for (const char *p = key; *p; p++)
+        h = h * 33 + (unsigned char)*p;
+    gw_af_entry_t *set = af->e[h % GW_AF_SETS], *victim = NULL;
+    for (int i = 0; i < GW_AF_WAYS; i++) {
+        gw_af_entry_t *e = &set[i];
+        bool live = e->start_ms && now - e->start_ms < window;
+        if (live && strcmp(e->key, key) == 0)
+            return e;
+        if (!live) {
+            if (!victim || victim->start_ms)
+                victim = e; /* an empty or expired way */
+        } else if (!victim || (victim->start_ms && e->start_ms < victim->start_ms)) {
+            victim = e;
+        }
+    }
+    if (!create)
+        return NULL;
+    memset(victim, 0, sizeof(*victim));
+    snprintf(victim->key, sizeof(victim->key), "%s", key);
+    victim->start_ms = now ? now : 1;
+    return victim;
+}
+
+bool gw_limits_auth_blocked(gw_client_t *c)
+{
+    gw_gateway_t *gw = c->w->gw;
+    struct gw_authfail *af = gw->authfail;
+    char key[sizeof(((gw_af_entry_t *)0)->key)];
+    if (!af)
+        return false;
+    af_key(c, key, sizeof(key));
+    pthread_mutex_lock(&af->mu);
+    gw_af_entry_t *e = af_find(af, key, gw_now_ms(), (uint64_t)gw->cfg->auth_fail_window_ms,
+                               false);
+    bool blocked = e && e->fails >= (uint64_t)gw->cfg->auth_fail_limit;
+    pthread_mutex_unlock(&af->mu);
+    return blocked;
+}
+
+void gw_limits_auth_failed(gw_client_t *c)
+{
+    gw_gateway_t *gw = c->w->gw;
+    struct gw_authfail *af = gw->authfail;
+    char key[sizeof(((gw_af_entry_t *)0)->key)];
+    GW_STAT_INC(c->w, auth_failed);
+    if (!af)
+        return;
+    af_key(c, key, sizeof(key));
+    uint64_t now = gw_now_ms();
+    pthread_mutex_lock(&af->mu);
+    gw_af_entry_t *e =
+        af_find(af, key, now, (uint64_t)gw->cfg->auth_fail_window_ms, true);
+    e->fails++;
+    bool log = e->fails >= (uint64_t)gw->cfg->auth_fail_limit && !e->logged;
+    uint64_t left = e->start_ms + (uint64_t)gw->cfg->auth_fail_window_ms - now;
+    if (log)
+        e->logged = true;
+    pthread_mutex_unlock(&af->mu);
+    if (log)
+        GW_LOG_WARN(GW_MOD, key,
+                    "%lld failed logins: CONNECTs from this address refused (CONNACK 5) "
+                    "for %llu ms, except with credentials verified recently",
+                    (long long)gw->cfg->auth_fail_limit, (unsigned long long)left);
+}
+
 gw_err_t gw_limits_init(gw_gateway_t *gw)
 {
     pthread_mutex_init(&gw->ip_mu, NULL);
+    if (gw->cfg->auth_fail_limit > 0 && gw->cfg->password_file && *gw->cfg->password_file) {
+        gw->authfail = calloc(1, sizeof(*gw->authfail));
+        if (!gw->authfail)
+            return GW_ERR_NOMEM;
+        pthread_mutex_init(&gw->authfail->mu, NULL);
+    }
     if (gw->cfg->max_connections_per_ip > 0) {
         gw->ip_tab = calloc(GW_IP_BUCKETS, sizeof(*gw->ip_tab));
         if (!gw->ip_tab)
@@ -42,6 +162,11 @@ gw_err_t gw_limits_init(gw_gateway_t *gw)
 
 void gw_limits_cleanup(gw_gateway_t *gw)
 {
+    if (gw->authfail) {
+        pthread_mutex_destroy(&gw->authfail->mu);
+        free(gw->authfail);
+        gw->authfail = NULL;
+    }
     if (gw->ip_tab) {
         for (size_t i = 0; i < GW_IP_BUCKETS; i++) {
             gw_ip_count_t *e = gw->ip_tab[i];

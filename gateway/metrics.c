@@ -92,6 +92,11 @@ static void collect(gw_metrics_writer_t *mw, void *arg)
     gw_metrics_counter(mw, "mqtt_gateway_takeovers_total",
                        "connections closed because a newer one took their client id", NULL,
                        SUM(gw, takeovers));
+    gw_metrics_counter(mw, "mqtt_gateway_auth_failed_total",
+                       "CONNECTs with a bad user name or password", NULL, SUM(gw, auth_failed));
+    gw_metrics_counter(mw, "mqtt_gateway_auth_blocked_total",
+                       "CONNECTs refused without a password check: their address reached --auth-fail-limit",
+                       NULL, SUM(gw, auth_blocked));
     gw_metrics_counter(mw, "mqtt_gateway_keepalive_refused_total",
                        "CONNECTs refused with CONNACK 2 for a keep alive of 0 or above --keepalive-max",
                        NULL, SUM(gw, keepalive_refused));

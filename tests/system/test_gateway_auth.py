@@ -215,3 +215,56 @@ def test_certificate_identity(procs, peer, tmp_path, files):
     assert TlsRawClient(tport, nctx).connect("tc4")[1] == 5
     assert TlsRawClient(tport, nctx).connect("tc5", username="bob@acme",
                                              password=b"builder") == (0, 0)
+
+
+def test_failed_logins_block_the_address(procs, peer, files):
+    """--auth-fail-limit 3 in a 2 s window: the 3rd bad password blocks the
+    address; then even right credentials get CONNACK 5 without a password
+    verification, except credentials verified recently (the cache); the
+    block ends with the window and is logged once."""
+    import time
+    from test_gateway_metrics import scrape
+    pw, _ = files
+    hport = gwtest.free_port()
+    gw, port = start_gateway(procs, peer.port, "--password-file", str(pw),
+                             "--auth-fail-limit", "3", "--auth-fail-window", "2s",
+                             "--http-listen", f"127.0.0.1:{hport}")
+    c = R.RawClient(port)
+    assert c.connect("ok1", username="alice", password=b"wonderland") == (0, 0)
+    c.close()
+    t0 = time.monotonic()
+    for i in range(3):
+        c = R.RawClient(port)
+        assert c.connect("bad%d" % i, username="alice", password=b"guess%d" % i) == (0, 4)
+        assert c.is_closed()
+    for cid, user, password in (("b1", "bob@acme", b"builder"), ("b2", "nobody", b"x"),
+                                ("b3", "alice", b"guess9")):
+        c = R.RawClient(port)
+        assert c.connect(cid, username=user, password=password) == (0, 5), cid
+        assert c.is_closed()
+    # alice's credentials were verified a moment ago: they still get in
+    c = R.RawClient(port)
+    assert c.connect("ok2", username="alice", password=b"wonderland") == (0, 0)
+    c.close()
+    gwtest.wait_until(lambda: gwtest.port_open(hport), what="HTTP port")
+    m = scrape(hport)
+    assert m["mqtt_gateway_auth_failed_total"] == 3  # the blocked ones were not verified
+    assert m["mqtt_gateway_auth_blocked_total"] == 3
+    assert gw.log().count("failed logins: CONNECTs from this address refused") == 1
+    # the window (2 s from the first failure) ends: bob gets in
+    gwtest.wait_until(lambda: time.monotonic() - t0 > 2.2, what="window end", timeout=5)
+    c = R.RawClient(port)
+    assert c.connect("b4", username="bob@acme", password=b"builder") == (0, 0)
+    c.close()
+
+
+def test_auth_fail_limit_off(procs, peer, files):
+    pw, _ = files
+    gw, port = start_gateway(procs, peer.port, "--password-file", str(pw),
+                             "--auth-fail-limit", "0")
+    for i in range(12):
+        c = R.RawClient(port)
+        assert c.connect("x%d" % i, username="alice", password=b"no") == (0, 4)
+    c = R.RawClient(port)
+    assert c.connect("y", username="alice", password=b"wonderland") == (0, 0)
+    c.close()

@@ -263,6 +263,33 @@ static void test_cache(void **state)
     gw_auth_passwd_free(db2);
 }
 
+/* gw_auth_verify_cached: hits only, never a verification, never an insert. */
+static void test_cache_only(void **state)
+{
+    gw_auth_passwd_t *db = parse_ok(good_file);
+    gw_auth_cache_t *c = gw_auth_cache_new(16, 1000);
+    gw_auth_cache_stats_t st;
+    assert_non_null(c);
+    /* right password, not verified yet: a miss is not OK, and inserts nothing */
+    assert_int_equal(gw_auth_verify_cached(db, c, "alice", 5, "password", 8, 100),
+                     GW_AUTH_BAD_PASSWORD);
+    gw_auth_cache_stats(c, &st);
+    assert_int_equal(st.inserts, 0);
+    assert_int_equal(gw_auth_verify(db, c, "alice", 5, "password", 8, 100), GW_AUTH_OK);
+    assert_int_equal(gw_auth_verify_cached(db, c, "alice", 5, "password", 8, 500), GW_AUTH_OK);
+    assert_int_equal(gw_auth_verify_cached(db, c, "alice", 5, "passwore", 8, 500),
+                     GW_AUTH_BAD_PASSWORD);
+    assert_int_equal(gw_auth_verify_cached(db, c, "zed", 3, "password", 8, 500),
+                     GW_AUTH_UNKNOWN_USER);
+    /* expired: a miss */
+    assert_int_equal(gw_auth_verify_cached(db, c, "alice", 5, "password", 8, 1100),
+                     GW_AUTH_BAD_PASSWORD);
+    assert_int_equal(gw_auth_verify_cached(db, NULL, "alice", 5, "password", 8, 0),
+                     GW_AUTH_BAD_PASSWORD);
+    gw_auth_cache_free(c);
+    gw_auth_passwd_free(db);
+}
+
 static void test_cache_bounded(void **state)
 {
     /* 40 users through an 8-entry cache: never more than 8 live entries,
@@ -305,7 +332,7 @@ int main(void)
         cmocka_unit_test(test_hash_roundtrip), cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_long_lines),     cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_user_rules),     cmocka_unit_test(test_cache),
-        cmocka_unit_test(test_cache_bounded),
+        cmocka_unit_test(test_cache_bounded), cmocka_unit_test(test_cache_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -160,6 +160,16 @@ gw_auth_result_t gw_auth_verify(const gw_auth_passwd_t *db, gw_auth_cache_t *cac
                                 const char *user, size_t userlen, const void *pass,
                                 size_t passlen, uint64_t now_ms);
 uint64_t gw_auth_now_ms(void);
+/**
+ * The cache only, never PBKDF2 (fast: one HMAC): GW_AUTH_OK on a fresh hit
+ * (these credentials were verified within the TTL), GW_AUTH_BAD_PASSWORD
+ * on a miss (not verified: it may still be right), GW_AUTH_UNKNOWN_USER,
+ * GW_AUTH_ERROR. For an address blocked after failed logins: known-good
+ * credentials still get in, nothing else costs a verification.
+ */
+gw_auth_result_t gw_auth_verify_cached(const gw_auth_passwd_t *db, gw_auth_cache_t *cache,
+                                       const char *user, size_t userlen, const void *pass,
+                                       size_t passlen, uint64_t now_ms);
 
 /* ------------------------------------------------------------------ */
 /* Worker pool: verification off the event loop                        */

@@ -224,3 +224,29 @@ gw_auth_result_t gw_auth_verify(const gw_auth_passwd_t *db, gw_auth_cache_t *cac
     OPENSSL_cleanse(key, sizeof(key));
     return r;
 }
+
+gw_auth_result_t gw_auth_verify_cached(const gw_auth_passwd_t *db, gw_auth_cache_t *cache,
+                                       const char *user, size_t userlen, const void *pass,
+                                       size_t passlen, uint64_t now_ms)
+{
+    uint8_t key[KEY_LEN];
+    const gw_auth_entry_t *e;
+    bool hit = false;
+
+    if (!cache || !db)
+        return GW_AUTH_BAD_PASSWORD;
+    e = gw_auth__passwd_find(db, user, userlen);
+    if (!e)
+        return GW_AUTH_UNKNOWN_USER;
+    if (!cache_key(cache, e, pass, passlen, key))
+        return GW_AUTH_ERROR;
+    pthread_mutex_lock(&cache->lock);
+    hit = cache_lookup(cache, key, now_ms);
+    if (hit)
+        cache->stats.hits++;
+    else
+        cache->stats.misses++;
+    pthread_mutex_unlock(&cache->lock);
+    OPENSSL_cleanse(key, sizeof(key));
+    return hit ? GW_AUTH_OK : GW_AUTH_BAD_PASSWORD;
+}
