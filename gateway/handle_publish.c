@@ -260,6 +260,12 @@ static gw_err_t forward(gw_client_t *c, const gw_mqtt_publish_t *p, pn_delivery_
     sp.delivery_count = p->dup ? 1 : 0;
     sp.has_message_id = p->qos > 0;
     sp.message_id = p->packet_id;
+    if (p->qos == 2) {
+        /* spec 3.9: (publisher, message-id) lets the SS drop the resend of
+         * a QoS 2 PUBLISH it already took, after a gateway failure. */
+        sp.publisher.ptr = c->id;
+        sp.publisher.len = c->id_len;
+    }
     err = gw_spec_encode_publish(w->msg, &sp);
     if (err == GW_OK)
         err = gw_amqp_send(dest->conn, gl->pn, w->msg, p->qos == 0, out);

@@ -46,7 +46,7 @@ typedef struct gw_af_entry {
     uint64_t start_ms; /* window start; 0 = empty */
     uint32_t fails;
     bool logged; /* the block was logged */
-    char key[47];
+    char key[64];
 } gw_af_entry_t;
 
 struct gw_authfail {

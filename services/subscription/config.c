@@ -58,6 +58,10 @@ static const gw_config_opt_t subs_opts[] = {
         "a persistent session offline this long is deleted with its subscriptions and queued "
         "messages (0 = never; mosquitto's persistent_client_expiration); the time offline is "
         "stored, so it counts across restarts"),
+    OPT("qos2-dedupe-max", GW_CFG_INT, qos2_dedupe_max, 0, 10000000, "100000",
+        "QoS 2 publications remembered (publisher, packet id) until their sender settles them, "
+        "so that a resend after a gateway failure is not published twice; beyond this the "
+        "oldest not in flight are forgotten (0 = off)"),
     OPT("control-address", GW_CFG_STRING, control_address, 1, 256, "$mqtt.subscriptionservice",
         "address of the control link (AMQP_LIST/CLOSE/SUBSCRIBE/UNSUBSCRIBE)"),
     OPT("to-prefix", GW_CFG_STRING, to_prefix, 1, 256, "$mqtt.to.",

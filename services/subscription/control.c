@@ -236,6 +236,9 @@ static void do_close(subs_service_t *svc, subs_link_t *sl, pn_delivery_t *dlv, s
     GW_LOG_INFO(SUBS_MOD, s->id, "AMQP_CLOSE: session discarded (had %zu subs, %zu queued)",
                 s->nsubs, s->qcount);
     subs_session_clear(svc, s); /* MQTT-3.1.2-6 */
+    /* A clean-session client discards its state: it resends no QoS 2
+     * PUBLISH, so its duplicate-detection records go too (spec 5.2). */
+    subs_q2_forget_publisher(svc, s->id, strlen(s->id));
     s->subs_due = false;
     s->ready = true;
     if (sh)

@@ -23,13 +23,13 @@
  *
  * QoS 2 publications (L7, rcv-settle-mode second): after the commit the
  * delivery is updated to `accepted` without settling and kept (context =
- * the svc->pending sentinel) until the sender settles it; then settled.
+ * held_marker) until the sender settles it; then settled.
  * Dedupe key: the delivery itself (proton matches a resumed transfer to
  * the same delivery tag on the same link, which stays unsettled here), so
  * a duplicate transfer of an unsettled delivery is never processed twice.
- * A resend on a NEW link (gateway failure) is not recognised: the
- * gateway's own PUBREC-again rule (duplicate PUBLISH before PUBREL) makes
- * that rare; see README.
+ * A resend on a NEW link (gateway failure) is recognised by dedupe.c
+ * (spec 5.2 publications rule 8): the delivery then holds the record as
+ * its context instead of held_marker.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,12 +79,18 @@ void subs_batch_commit(subs_service_t *svc)
         subs_pending_t *p = &svc->pending[i];
         if (err != GW_OK) {
             /* Not durable: "not processed", the sender may retry (spec 3.11). */
+            if (p->q2) {
+                subs_q2_forget(svc, p->q2); /* its record was in the failed batch */
+                subs_q2_release(svc, p->q2);
+            }
             gw_amqp_settle(p->dlv, PN_RELEASED, NULL, NULL);
             subs_credit_return(svc, p->sl, 1);
         } else if (p->keep_open) {
             pn_delivery_update(p->dlv, PN_ACCEPTED);
-            pn_delivery_set_context(p->dlv, &held_marker);
+            pn_delivery_set_context(p->dlv, p->q2 ? (void *)p->q2 : &held_marker);
             if (pn_delivery_settled(p->dlv)) { /* the sender settled meanwhile */
+                if (p->q2)
+                    subs_q2_done(svc, p->q2);
                 pn_delivery_settle(p->dlv);
                 subs_credit_return(svc, p->sl, 1);
             }
@@ -198,8 +204,17 @@ void subs_credit_resume(subs_service_t *svc)
     owed_give_back(svc);
 }
 
+static gw_err_t defer_accept(subs_service_t *svc, subs_link_t *sl, pn_delivery_t *dlv,
+                             bool keep_open, subs_q2_t *q2);
+
 gw_err_t subs_defer_accept(subs_service_t *svc, subs_link_t *sl, pn_delivery_t *dlv,
                            bool keep_open)
+{
+    return defer_accept(svc, sl, dlv, keep_open, NULL);
+}
+
+static gw_err_t defer_accept(subs_service_t *svc, subs_link_t *sl, pn_delivery_t *dlv,
+                             bool keep_open, subs_q2_t *q2)
 {
     if (svc->npending == svc->cappending) {
         size_t cap = svc->cappending ? svc->cappending * 2 : 256;
@@ -209,7 +224,7 @@ gw_err_t subs_defer_accept(subs_service_t *svc, subs_link_t *sl, pn_delivery_t *
         svc->pending = p;
         svc->cappending = cap;
     }
-    svc->pending[svc->npending++] = (subs_pending_t){dlv, sl, keep_open};
+    svc->pending[svc->npending++] = (subs_pending_t){dlv, sl, keep_open, q2};
     pn_delivery_set_context(dlv, NULL);
     subs_batch_touch(svc);
     if (svc->npending >= (size_t)svc->cfg->batch_max)
@@ -224,6 +239,8 @@ static void pending_purge(subs_service_t *svc, subs_link_t *sl)
     for (size_t i = 0; i < svc->npending; i++)
         if (svc->pending[i].sl != sl)
             svc->pending[j++] = svc->pending[i];
+        else if (svc->pending[i].q2)
+            subs_q2_release(svc, svc->pending[i].q2); /* the record stays: it is stored */
     svc->npending = j;
 }
 
@@ -292,6 +309,14 @@ static void link_lost(subs_service_t *svc, subs_link_t *sl)
     default:
         pending_purge(svc, sl);
         owing_remove(svc, sl);
+        /* QoS 2 deliveries held (accepted, unsettled): their records stay,
+         * so that the client's resend through another link is recognised. */
+        if (sl->link)
+            for (pn_delivery_t *d = pn_unsettled_head(sl->link); d; d = pn_unsettled_next(d))
+                if (subs_q2_is(pn_delivery_get_context(d))) {
+                    subs_q2_release(svc, pn_delivery_get_context(d));
+                    pn_delivery_set_context(d, NULL);
+                }
         break;
     }
     if (sl->link) {
@@ -522,8 +547,38 @@ static void publication(subs_service_t *svc, subs_link_t *sl, pn_delivery_t *dlv
         subs_credit_return(svc, sl, 1);
         return;
     }
-    err = subs_fabric_publish(svc, &m.publish);
+    bool keep_open = pn_link_rcv_settle_mode(sl->link) == PN_RCV_SECOND;
+    subs_q2_t *q2 = NULL;
+    bool resend = false;
+    if (keep_open && !presettled && m.publish.publisher.len && m.publish.has_message_id &&
+        m.publish.message_id >= 1 && m.publish.message_id <= 65535 &&
+        svc->cfg->qos2_dedupe_max > 0) {
+        /* spec 5.2 publications rule 8: a resend (DUP) of a QoS 2
+         * publication already taken is accepted and not published again. */
+        const gw_spec_publish_t *pp = &m.publish;
+        uint16_t pid = (uint16_t)pp->message_id;
+        uint64_t dg = subs_q2_digest(pp);
+        q2 = subs_q2_find(svc, pp->publisher.ptr, pp->publisher.len, pid);
+        if (q2 && subs_q2_digest_of(q2) == dg && pp->delivery_count > 0) {
+            resend = true;
+            subs_q2_hold(q2);
+            GW_SVC_INC(svc->m.q2_dups);
+            GW_LOG_INFO(SUBS_MOD, pn_link_name(sl->link),
+                        "QoS 2 resend from %.*s (packet id %u) already taken: not published again",
+                        (int)(pp->publisher.len > 200 ? 200 : pp->publisher.len),
+                        pp->publisher.ptr, (unsigned)pid);
+        } else {
+            q2 = subs_q2_put(svc, pp->publisher.ptr, pp->publisher.len, pid, dg);
+        }
+    }
+    err = resend ? GW_OK : subs_fabric_publish(svc, &m.publish);
     gw_spec_msg_clear(&m);
+    if (err != GW_OK && q2) {
+        if (!resend)
+            subs_q2_forget(svc, q2);
+        subs_q2_release(svc, q2);
+        q2 = NULL;
+    }
     if (presettled) {
         pn_delivery_settle(dlv);
         subs_credit_return(svc, sl, 1);
@@ -535,14 +590,13 @@ static void publication(subs_service_t *svc, subs_link_t *sl, pn_delivery_t *dlv
         subs_credit_return(svc, sl, 1);
         return;
     }
-    bool keep_open = pn_link_rcv_settle_mode(sl->link) == PN_RCV_SECOND;
     if (gw_subs_store_in_batch(svc->store) || keep_open) {
-        if (subs_defer_accept(svc, sl, dlv, keep_open) == GW_OK)
+        if (defer_accept(svc, sl, dlv, keep_open, q2) == GW_OK)
             return;
         subs_batch_commit(svc);
         if (keep_open) {
             pn_delivery_update(dlv, PN_ACCEPTED);
-            pn_delivery_set_context(dlv, &held_marker);
+            pn_delivery_set_context(dlv, q2 ? (void *)q2 : &held_marker);
             return;
         }
     }
@@ -555,9 +609,12 @@ static void incoming_delivery(subs_service_t *svc, subs_link_t *sl, pn_delivery_
     pn_link_t *link = sl->link;
     void *ctx = pn_delivery_get_context(dlv);
 
-    if (ctx == &held_marker) {
-        /* QoS 2: accepted earlier; the sender's settle ends it. */
+    if (ctx == &held_marker || subs_q2_is(ctx)) {
+        /* QoS 2: accepted earlier; the sender's settle ends it (the client's
+         * PUBREL reached a gateway: the exchange is over, so is its record). */
         if (pn_delivery_settled(dlv)) {
+            if (subs_q2_is(ctx))
+                subs_q2_done(svc, ctx);
             pn_delivery_settle(dlv);
             subs_credit_return(svc, sl, 1);
         }
@@ -901,19 +958,26 @@ static gw_err_t load_queue(int64_t seq, const char *id, int64_t msg_id, uint8_t 
     return subs_session_restore(ls->svc, s, ls->msgs[lo], seq, qos, pkt_id, retain, state);
 }
 
+static gw_err_t load_qos2(const char *pub, size_t len, uint16_t pid, uint64_t digest, void *ctx)
+{
+    return subs_q2_restore(ctx, pub, len, pid, digest);
+}
+
 static gw_err_t svc_recover(subs_service_t *svc)
 {
     load_state_t ls = {.svc = svc};
     gw_err_t err = gw_subs_store_load(svc->store, load_session, load_sub, load_retained,
                                       load_msg, load_queue, &ls);
+    if (err == GW_OK)
+        err = gw_subs_store_load_qos2(svc->store, load_qos2, svc);
     for (size_t i = 0; i < ls.nmsgs; i++)
         subs_msg_unref(svc, ls.msgs[i]);
     free(ls.msgs);
     free(ls.ids);
     if (err == GW_OK)
         GW_LOG_INFO(SUBS_MOD, NULL,
-                    "recovered sessions=%zu subscriptions=%zu retained=%zu queued=%zu", ls.nsessions,
-                    ls.nsubs, ls.nretained, ls.nqueued);
+                    "recovered sessions=%zu subscriptions=%zu retained=%zu queued=%zu qos2=%zu",
+                    ls.nsessions, ls.nsubs, ls.nretained, ls.nqueued, svc->nq2);
     return err;
 }
 
@@ -1040,6 +1104,7 @@ void subs_service_free(subs_service_t *svc)
         free(svc->buckets);
     }
     subs_retained_free_all(svc);
+    subs_q2_free_all(svc);
     gw_topic_index_free(svc->index);
     if (svc->commit_ev)
         event_free(svc->commit_ev);
@@ -1131,6 +1196,15 @@ void subs_service_collect(gw_metrics_writer_t *w, void *arg)
     gw_metrics_counter(w, "gw_subs_shared_stolen_total",
                        "AMQP_STOLEN sent on shared delivery links (takeovers)", NULL,
                        GW_SVC_GET(m->shared_stolen));
+    gw_metrics_gauge(w, "gw_subs_qos2_records",
+                     "QoS 2 publications remembered for duplicate detection", NULL,
+                     GW_SVC_GET(m->q2_records));
+    gw_metrics_counter(w, "gw_subs_qos2_resends_dropped_total",
+                       "QoS 2 resends of a publication already taken, not published again", NULL,
+                       GW_SVC_GET(m->q2_dups));
+    gw_metrics_counter(w, "gw_subs_qos2_evicted_total",
+                       "QoS 2 records forgotten at --qos2-dedupe-max", NULL,
+                       GW_SVC_GET(m->q2_evicted));
     gw_metrics_counter(w, "gw_subs_sessions_expired_total",
                        "persistent sessions deleted after --session-expiry offline", NULL,
                        GW_SVC_GET(m->expired_persistent));

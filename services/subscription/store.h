@@ -62,6 +62,13 @@ gw_err_t gw_subs_store_session_put(gw_subs_store_t *st, const char *id);
  * clock, so that it survives a restart); 0 = online again. For
  * --session-expiry. */
 gw_err_t gw_subs_store_session_offline(gw_subs_store_t *st, const char *id, int64_t wall_ms);
+/** QoS 2 duplicate detection (spec 5.2 publications rule 8): the record of
+ * (publisher, packet id) with the publication's digest; delete one (pid
+ * 1..65535) or all of a publisher's (pid -1). */
+gw_err_t gw_subs_store_qos2_put(gw_subs_store_t *st, const char *publisher, size_t len,
+                                uint16_t pid, uint64_t digest);
+gw_err_t gw_subs_store_qos2_delete(gw_subs_store_t *st, const char *publisher, size_t len,
+                                   int pid);
 /** Delete the session, its subscriptions and its queue rows. */
 gw_err_t gw_subs_store_session_delete(gw_subs_store_t *st, const char *id);
 gw_err_t gw_subs_store_sub_put(gw_subs_store_t *st, const char *id, const char *filter,
@@ -98,6 +105,10 @@ typedef gw_err_t (*gw_subs_store_msg_fn)(int64_t id, const char *topic, size_t t
 typedef gw_err_t (*gw_subs_store_queue_fn)(int64_t seq, const char *id, int64_t msg_id,
                                            uint8_t qos, uint16_t pkt_id, bool retain, int state,
                                            void *ctx);
+typedef gw_err_t (*gw_subs_store_qos2_fn)(const char *publisher, size_t len, uint16_t pid,
+                                          uint64_t digest, void *ctx);
+/** The QoS 2 records, oldest first. */
+gw_err_t gw_subs_store_load_qos2(gw_subs_store_t *st, gw_subs_store_qos2_fn fn, void *ctx);
 gw_err_t gw_subs_store_load(gw_subs_store_t *st, gw_subs_store_session_fn on_session,
                             gw_subs_store_sub_fn on_sub, gw_subs_store_retained_fn on_retained,
                             gw_subs_store_msg_fn on_msg, gw_subs_store_queue_fn on_queue,

@@ -37,6 +37,10 @@ enum {
     ST_L_RET,
     ST_L_MSG,
     ST_L_Q,
+    ST_Q2_PUT,
+    ST_Q2_DEL,
+    ST_Q2_DEL_PUB,
+    ST_L_Q2,
     ST_BEGIN,
     ST_COMMIT,
     ST_ROLLBACK,
@@ -68,6 +72,10 @@ static const char *const store_sql[ST__N] = {
     [ST_L_RET] = "SELECT topic, payload, qos FROM retained ORDER BY topic",
     [ST_L_MSG] = "SELECT id, topic, payload, qos FROM msgs ORDER BY id",
     [ST_L_Q] = "SELECT seq, id, msg_id, qos, pkt_id, retain, state FROM queue ORDER BY seq",
+    [ST_Q2_PUT] = "INSERT OR REPLACE INTO qos2(publisher, pid, digest) VALUES(?1, ?2, ?3)",
+    [ST_Q2_DEL] = "DELETE FROM qos2 WHERE publisher = ?1 AND pid = ?2",
+    [ST_Q2_DEL_PUB] = "DELETE FROM qos2 WHERE publisher = ?1",
+    [ST_L_Q2] = "SELECT publisher, pid, digest FROM qos2 ORDER BY rowid",
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
@@ -92,7 +100,13 @@ static const char store_schema[] =
     "  seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, msg_id INTEGER NOT NULL,"
     "  qos INTEGER NOT NULL CHECK (qos BETWEEN 0 AND 2), pkt_id INTEGER NOT NULL,"
     "  retain INTEGER NOT NULL, state INTEGER NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS queue_by_id ON queue(id);";
+    "CREATE INDEX IF NOT EXISTS queue_by_id ON queue(id);"
+    /* QoS 2 publications taken and not yet settled by their sender (spec
+     * 5.2 publications rule 8): the resend of one after a gateway failure
+     * is recognised across restarts. */
+    "CREATE TABLE IF NOT EXISTS qos2 ("
+    "  publisher TEXT NOT NULL, pid INTEGER NOT NULL, digest INTEGER NOT NULL,"
+    "  PRIMARY KEY (publisher, pid));";
 
 struct gw_subs_store {
     sqlite3 *db;
@@ -277,6 +291,27 @@ gw_err_t gw_subs_store_session_offline(gw_subs_store_t *s, const char *id, int64
     else
         sqlite3_bind_null(q, 2);
     return store_write(s, ST_SESSION_OFFLINE);
+}
+
+gw_err_t gw_subs_store_qos2_put(gw_subs_store_t *s, const char *publisher, size_t len,
+                                uint16_t pid, uint64_t digest)
+{
+    sqlite3_stmt *q = s->st[ST_Q2_PUT];
+    bind_text(q, 1, publisher, len);
+    sqlite3_bind_int(q, 2, pid);
+    sqlite3_bind_int64(q, 3, (sqlite3_int64)digest);
+    return store_write(s, ST_Q2_PUT);
+}
+
+gw_err_t gw_subs_store_qos2_delete(gw_subs_store_t *s, const char *publisher, size_t len,
+                                   int pid)
+{
+    int which = pid < 0 ? ST_Q2_DEL_PUB : ST_Q2_DEL;
+    sqlite3_stmt *q = s->st[which];
+    bind_text(q, 1, publisher, len);
+    if (pid >= 0)
+        sqlite3_bind_int(q, 2, pid);
+    return store_write(s, which);
 }
 
 gw_err_t gw_subs_store_session_delete(gw_subs_store_t *s, const char *id)
@@ -470,6 +505,28 @@ static gw_err_t row_queue(sqlite3_stmt *q, void *arg)
     return l->on_queue(seq, id, sqlite3_column_int64(q, 2), col_qos(q, 3),
                        (uint16_t)(pid < 0 || pid > 65535 ? 0 : pid), sqlite3_column_int(q, 5) != 0,
                        sqlite3_column_int(q, 6), l->ctx);
+}
+
+typedef struct q2_load {
+    gw_subs_store_qos2_fn fn;
+    void *ctx;
+} q2_load_t;
+
+static gw_err_t row_qos2(sqlite3_stmt *q, void *arg)
+{
+    q2_load_t *l = arg;
+    size_t n;
+    const char *p = col_text(q, 0, &n);
+    int pid = sqlite3_column_int(q, 1);
+    if (n == 0 || pid < 1 || pid > 65535)
+        return GW_OK; /* corrupt row: ignored */
+    return l->fn(p, n, (uint16_t)pid, (uint64_t)sqlite3_column_int64(q, 2), l->ctx);
+}
+
+gw_err_t gw_subs_store_load_qos2(gw_subs_store_t *s, gw_subs_store_qos2_fn fn, void *ctx)
+{
+    q2_load_t l = {fn, ctx};
+    return store_walk(s, ST_L_Q2, row_qos2, &l);
 }
 
 gw_err_t gw_subs_store_load(gw_subs_store_t *s, gw_subs_store_session_fn on_session,

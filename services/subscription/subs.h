@@ -56,6 +56,7 @@ typedef struct subs_config {
     char *pubrel_prefix;
     int64_t transient_timeout; /* ms: a transient session with no link attached is dropped */
     int64_t session_expiry;    /* ms: a persistent session offline this long is deleted (0 = never) */
+    int64_t qos2_dedupe_max;   /* QoS 2 duplicate-detection records kept (0 = off) */
     int64_t online_hwm;        /* back-pressure: online queue high watermark (messages) */
     int64_t online_hwm_bytes;  /* back-pressure: online queue high watermark (payload bytes) */
     int64_t bp_stall;          /* ms without progress of a queue above the mark: give credit once */
@@ -70,6 +71,7 @@ typedef struct subs_service subs_service_t;
 typedef struct subs_conn subs_conn_t;
 typedef struct subs_session subs_session_t;
 typedef struct subs_shared subs_shared_t;
+typedef struct subs_q2 subs_q2_t;
 
 typedef struct subs_msg {
     uint32_t refs;         /* holders: queue entries, the retained map */
@@ -236,6 +238,9 @@ typedef struct subs_metrics {
     uint64_t drops[SUBS_DROP_N];
     uint64_t expired; /* transient sessions without links dropped by the sweep */
     uint64_t expired_persistent; /* persistent sessions deleted by --session-expiry */
+    int64_t q2_records;          /* QoS 2 duplicate-detection records */
+    uint64_t q2_dups;            /* QoS 2 resends recognised and not published again */
+    uint64_t q2_evicted;         /* records dropped by --qos2-dedupe-max */
     int64_t online_l4, online_shared; /* MQTT sessions online on a per-client L4 / an L4s */
     int64_t shared_links;             /* attached L4s */
     uint64_t shared_stolen;           /* AMQP_STOLEN sent */
@@ -247,6 +252,7 @@ typedef struct subs_pending {
     pn_delivery_t *dlv;
     subs_link_t *sl;
     bool keep_open; /* rcv-settle second: update to accepted, settle when the sender does */
+    subs_q2_t *q2;  /* keep_open: the QoS 2 record it holds (dedupe.c), or NULL */
 } subs_pending_t;
 
 typedef struct subs_ret {
@@ -287,12 +293,34 @@ struct subs_service {
     subs_session_t **syncwait;
     size_t nsyncwait, capsyncwait;
     subs_shared_t *shared; /* attached L4s, newest first */
+    /* QoS 2 duplicate detection (dedupe.c) */
+    subs_q2_t **q2buckets;
+    size_t nq2buckets, nq2;
+    subs_q2_t *q2old, *q2new; /* age order */
     uint64_t drops_unlogged;
     int64_t last_drop_log_ms;
     /* counters (logged at exit) */
     uint64_t published, delivered, dropped, malformed, stolen, commits;
     subs_metrics_t m;
 };
+
+/* ---------------- dedupe.c: QoS 2 resends (spec 5.2 rule 8) ---------------- */
+bool subs_q2_is(const void *ctx); /* a delivery context that is a record */
+uint64_t subs_q2_digest(const gw_spec_publish_t *p);
+uint64_t subs_q2_digest_of(const subs_q2_t *r);
+subs_q2_t *subs_q2_find(subs_service_t *svc, const char *pub, size_t len, uint16_t pid);
+/* Record a new publication (store write in the open batch), held by the
+ * caller's delivery (as subs_q2_hold); NULL: none kept. */
+subs_q2_t *subs_q2_put(subs_service_t *svc, const char *pub, size_t len, uint16_t pid,
+                       uint64_t digest);
+void subs_q2_hold(subs_q2_t *r);                        /* a delivery holds it */
+void subs_q2_release(subs_service_t *svc, subs_q2_t *r); /* that delivery is gone */
+void subs_q2_done(subs_service_t *svc, subs_q2_t *r);    /* the sender settled it: end */
+void subs_q2_forget(subs_service_t *svc, subs_q2_t *r);  /* its batch failed */
+void subs_q2_forget_publisher(subs_service_t *svc, const char *pub, size_t len);
+gw_err_t subs_q2_restore(subs_service_t *svc, const char *pub, size_t len, uint16_t pid,
+                         uint64_t digest);
+void subs_q2_free_all(subs_service_t *svc);
 
 /* ---------------- service.c ---------------- */
 gw_err_t subs_service_start(struct event_base *base, const subs_config_t *cfg,

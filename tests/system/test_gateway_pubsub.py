@@ -102,6 +102,8 @@ def test_publish_qos2_inbound(env):
     att = peer.link(m["link"])
     assert att["rcv_settle_mode"] == RCV_SECOND and att["snd_settle_mode"] == SND_UNSETTLED
     assert m["annotations"]["x-opt-mqtt-qos"] == 2 and m["id"] == 5
+    # spec 3.9: the publisher names the QoS 2 exchange for the SS's dedupe
+    assert m["annotations"]["x-opt-mqtt-publisher"] == "c1"
     assert c.no_packet(0.3)
     peer.settle(m, "accept")
     _, body = c.expect(R.PUBREC)

@@ -189,6 +189,62 @@ static void test_publish(void **state)
     pn_message_free(copy);
 }
 
+/* x-opt-mqtt-publisher (spec 3.9): encoded as a string annotation when
+ * set, decoded back; absent otherwise; an empty or non-string value is a
+ * malformed message; AMQP_WILL never carries it. */
+static void test_publish_publisher(void **state)
+{
+    pn_message_t *m = *state;
+    gw_spec_publish_t p = {.topic = STR("q/2"), .payload = STR("x"), .qos = 2,
+                           .has_message_id = true, .message_id = 9,
+                           .publisher = {"dev-1XYZ", 5}};
+    gw_spec_msg_t d;
+    char why[200];
+
+    assert_int_equal(gw_spec_encode_publish(m, &p), GW_OK);
+    assert_int_equal(anno_count(m), 3);
+    pn_data_t *a = anno(m, GW_SPEC_ANNO_PUBLISHER);
+    assert_non_null(a);
+    assert_int_equal(pn_data_type(a), PN_STRING);
+    pn_message_t *copy = wire_copy(m);
+    assert_int_equal(gw_spec_decode(copy, &d, why, sizeof why), GW_OK);
+    assert_spec_str(d.publish.publisher, "dev-1");
+    assert_int_equal(d.publish.message_id, 9);
+    gw_spec_msg_clear(&d);
+    pn_message_free(copy);
+
+    /* not on AMQP_WILL */
+    assert_int_equal(gw_spec_encode_will(m, &p), GW_OK);
+    assert_null(anno(m, GW_SPEC_ANNO_PUBLISHER));
+
+    /* absent: length 0 */
+    p.publisher.len = 0;
+    assert_int_equal(gw_spec_encode_publish(m, &p), GW_OK);
+    assert_int_equal(anno_count(m), 2);
+    assert_int_equal(gw_spec_decode(m, &d, why, sizeof why), GW_OK);
+    assert_int_equal(d.publish.publisher.len, 0);
+    gw_spec_msg_clear(&d);
+
+    /* malformed values */
+    for (int bad = 0; bad < 2; bad++) {
+        assert_int_equal(gw_spec_encode_publish(m, &p), GW_OK);
+        pn_data_t *an = pn_message_annotations(m);
+        pn_data_rewind(an);
+        pn_data_next(an);
+        pn_data_enter(an);
+        while (pn_data_next(an))
+            ;
+        pn_data_put_symbol(an, pn_bytes(strlen(GW_SPEC_ANNO_PUBLISHER), GW_SPEC_ANNO_PUBLISHER));
+        if (bad == 0)
+            pn_data_put_string(an, pn_bytes(0, ""));
+        else
+            pn_data_put_int(an, 5);
+        pn_data_exit(an);
+        assert_int_equal(gw_spec_decode(m, &d, why, sizeof why), GW_ERR_SPEC_FIELD);
+        assert_non_null(strstr(why, GW_SPEC_ANNO_PUBLISHER));
+    }
+}
+
 static void test_publish_qos0_empty_payload_no_id(void **state)
 {
     pn_message_t *m = *state;
@@ -680,6 +736,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_publish, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_publish_publisher, setup, teardown),
         cmocka_unit_test_setup_teardown(test_publish_qos0_empty_payload_no_id, setup, teardown),
         cmocka_unit_test_setup_teardown(test_publish_long_topic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_will, setup, teardown),

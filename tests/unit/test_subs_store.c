@@ -276,6 +276,41 @@ static void test_old_schema_gains_offline_column(void **state)
     assert_string_equal(s.text, "S old @42;");
 }
 
+static gw_err_t on_q2(const char *p, size_t len, uint16_t pid, uint64_t digest, void *ctx)
+{
+    add(ctx, "Q2 %.*s %u %llx;", (int)len, p, pid, (unsigned long long)digest);
+    return GW_OK;
+}
+
+/* QoS 2 duplicate-detection records: put (replace), delete one, delete a
+ * publisher's, oldest first after a reopen; 64-bit digests intact. */
+static void test_qos2_records(void **state)
+{
+    fixture_t *f = *state;
+    seen_t s;
+    assert_int_equal(gw_subs_store_qos2_put(f->st, "dev1", 4, 7, 0xfedcba9876543210ULL), GW_OK);
+    assert_int_equal(gw_subs_store_qos2_put(f->st, "dev2", 4, 7, 1), GW_OK);
+    assert_int_equal(gw_subs_store_qos2_put(f->st, "dev1", 4, 8, 2), GW_OK);
+    assert_int_equal(gw_subs_store_qos2_put(f->st, "dev1", 4, 7, 3), GW_OK); /* replace */
+    assert_int_equal(gw_subs_store_commit(f->st), GW_OK);
+    reopen(f);
+    memset(&s, 0, sizeof s);
+    assert_int_equal(gw_subs_store_load_qos2(f->st, on_q2, &s), GW_OK);
+    assert_string_equal(s.text, "Q2 dev2 7 1;Q2 dev1 8 2;Q2 dev1 7 3;");
+    assert_int_equal(gw_subs_store_qos2_put(f->st, "dev1", 4, 7, 0xfedcba9876543210ULL), GW_OK);
+    assert_int_equal(gw_subs_store_qos2_delete(f->st, "dev2", 4, 7), GW_OK);
+    assert_int_equal(gw_subs_store_commit(f->st), GW_OK);
+    reopen(f);
+    memset(&s, 0, sizeof s);
+    assert_int_equal(gw_subs_store_load_qos2(f->st, on_q2, &s), GW_OK);
+    assert_string_equal(s.text, "Q2 dev1 8 2;Q2 dev1 7 fedcba9876543210;");
+    assert_int_equal(gw_subs_store_qos2_delete(f->st, "dev1", 4, -1), GW_OK);
+    assert_int_equal(gw_subs_store_commit(f->st), GW_OK);
+    memset(&s, 0, sizeof s);
+    assert_int_equal(gw_subs_store_load_qos2(f->st, on_q2, &s), GW_OK);
+    assert_string_equal(s.text, "");
+}
+
 static void test_open_bad_path(void **state)
 {
     (void)state;
@@ -295,6 +330,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cache_size_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_offline_time_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_old_schema_gains_offline_column, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_qos2_records, setup, teardown),
         cmocka_unit_test(test_open_bad_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

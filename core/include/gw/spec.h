@@ -70,6 +70,9 @@
 /* Message annotations. */
 #define GW_SPEC_ANNO_RETAIN "x-opt-retain-message"
 #define GW_SPEC_ANNO_QOS "x-opt-mqtt-qos"
+/* AMQP_PUBLISH of QoS 2 from G (L7): the publishing client's id (string),
+ * the key of the SS's duplicate detection with message-id (spec 3.9, 5.2). */
+#define GW_SPEC_ANNO_PUBLISHER "x-opt-mqtt-publisher"
 /* AMQP_SUBSCRIPTIONS: the SS held a session before this AMQP_LIST (bool). */
 #define GW_SPEC_ANNO_SESSION_PRESENT "x-opt-session-present"
 /* Shared delivery link (L4s, spec 3.12) */
@@ -174,6 +177,8 @@ typedef struct gw_spec_publish {
     bool has_message_id;
     uint64_t message_id;   /* MQTT packet id (ulong); decode: any ulong, other
                               id types (string, uuid) leave has_message_id false */
+    gw_spec_str_t publisher; /* x-opt-mqtt-publisher (AMQP_PUBLISH only; len 0 =
+                                absent); decode: points into the message */
 } gw_spec_publish_t;
 
 typedef struct gw_spec_msg {

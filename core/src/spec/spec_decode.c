@@ -235,6 +235,18 @@ static gw_err_t get_annotations(pn_message_t *msg, const char *name, gw_spec_pub
                     break;
                 }
                 p->retain = pn_data_get_bool(a);
+            } else if (KEY_IS(key, GW_SPEC_ANNO_PUBLISHER)) {
+                pn_bytes_t v = pn_data_type(a) == PN_STRING ? pn_data_get_string(a)
+                                                            : pn_bytes(0, NULL);
+                if (v.size == 0 || v.size > 65535 || memchr(v.start, 0, v.size)) {
+                    gwi_spec_why(why, whylen,
+                                 "%s: " GW_SPEC_ANNO_PUBLISHER " is %s, expected a client id",
+                                 name, gwi_spec_type_desc(pn_data_type(a)));
+                    err = GW_ERR_SPEC_FIELD;
+                    break;
+                }
+                p->publisher.ptr = v.start;
+                p->publisher.len = v.size;
             }
         }
         pn_data_exit(a);

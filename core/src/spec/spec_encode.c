@@ -75,7 +75,8 @@ static gw_err_t set_msgid(pn_message_t *msg, uint64_t id)
     return pn_rc(pn_message_set_id(msg, atom));
 }
 
-static gw_err_t put_annotations(pn_message_t *msg, uint8_t qos, bool retain)
+static gw_err_t put_annotations(pn_message_t *msg, uint8_t qos, bool retain,
+                                const gw_spec_str_t *publisher)
 {
     pn_data_t *a = pn_message_annotations(msg);
     int rc = 0;
@@ -85,6 +86,11 @@ static gw_err_t put_annotations(pn_message_t *msg, uint8_t qos, bool retain)
     rc |= pn_data_put_bool(a, retain);
     rc |= pn_data_put_symbol(a, pn_bytes(sizeof(GW_SPEC_ANNO_QOS) - 1, GW_SPEC_ANNO_QOS));
     rc |= pn_data_put_int(a, qos);
+    if (publisher && publisher->len) {
+        rc |= pn_data_put_symbol(
+            a, pn_bytes(sizeof(GW_SPEC_ANNO_PUBLISHER) - 1, GW_SPEC_ANNO_PUBLISHER));
+        rc |= pn_data_put_string(a, pn_bytes(publisher->len, publisher->ptr));
+    }
     pn_data_exit(a);
     return rc ? GW_ERR_NOMEM : GW_OK;
 }
@@ -116,7 +122,8 @@ static gw_err_t encode_content(pn_message_t *msg, const char *subject,
     pn_message_set_delivery_count(msg, p->delivery_count);
     if (with_id && p->has_message_id && (err = set_msgid(msg, p->message_id)) != GW_OK)
         goto cleanup;
-    if ((err = put_annotations(msg, p->qos, p->retain)) != GW_OK)
+    if ((err = put_annotations(msg, p->qos, p->retain, with_id ? &p->publisher : NULL)) !=
+        GW_OK)
         goto cleanup;
     err = put_payload(msg, &p->payload);
 cleanup:
