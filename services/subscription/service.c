@@ -115,7 +115,13 @@ void subs_batch_commit(subs_service_t *svc)
  */
 void subs_credit_return(subs_service_t *svc, subs_link_t *sl, int n)
 {
-    if (sl->kind != SL_TOPIC || !svc->nover) {
+    if (sl->kind != SL_TOPIC || !svc->nover || !sl->held_by ||
+        !subs_over_has(svc, sl->held_by)) {
+        /* Only a link whose publications reached a queue that is still
+         * above the mark is held back (spec 6.3 rule 4): a publisher whose
+         * messages go elsewhere keeps its credit while one subscriber is
+         * slow. */
+        sl->held_by = 0;
         pn_link_flow(sl->link, n);
         return;
     }
@@ -143,18 +149,44 @@ static void owing_remove(subs_service_t *svc, subs_link_t *sl)
     sl->owing = false;
     sl->onext = sl->oprev = NULL;
 }
+bool subs_over_has(const subs_service_t *svc, uint64_t over_id)
+{
+    for (size_t i = 0; i < svc->nover; i++)
+        if (svc->over_ids[i].id == over_id)
+            return true;
+    return false;
+}
+
+static void give_back(subs_link_t *sl)
+{
+    uint32_t n = sl->owed;
+    sl->owed = 0;
+    sl->held_by = 0;
+    if (n && sl->link && !(pn_link_state(sl->link) & PN_LOCAL_CLOSED)) {
+        pn_link_flow(sl->link, (int)n);
+        gw_amqp_conn_flush(sl->sc->base.conn);
+    }
+}
+
+void subs_credit_release(subs_service_t *svc, uint64_t over_id)
+{
+    subs_link_t *sl = svc->owing, *next;
+    for (; sl; sl = next) {
+        next = sl->onext;
+        if (sl->held_by == over_id || !subs_over_has(svc, sl->held_by)) {
+            owing_remove(svc, sl);
+            give_back(sl);
+        }
+    }
+}
+
 /* Give every publisher link the credit withheld from it. */
 static void owed_give_back(subs_service_t *svc)
 {
     while (svc->owing) {
         subs_link_t *sl = svc->owing;
         owing_remove(svc, sl);
-        uint32_t n = sl->owed;
-        sl->owed = 0;
-        if (n && sl->link && !(pn_link_state(sl->link) & PN_LOCAL_CLOSED)) {
-            pn_link_flow(sl->link, (int)n);
-            gw_amqp_conn_flush(sl->sc->base.conn);
-        }
+        give_back(sl);
     }
 }
 
@@ -571,7 +603,10 @@ static void publication(subs_service_t *svc, subs_link_t *sl, pn_delivery_t *dlv
             q2 = subs_q2_put(svc, pp->publisher.ptr, pp->publisher.len, pid, dg);
         }
     }
+    svc->pub_fed_over = 0;
     err = resend ? GW_OK : subs_fabric_publish(svc, &m.publish);
+    if (svc->pub_fed_over && sl->kind == SL_TOPIC)
+        sl->held_by = svc->pub_fed_over;
     gw_spec_msg_clear(&m);
     if (err != GW_OK && q2) {
         if (!resend)
@@ -1117,6 +1152,7 @@ void subs_service_free(subs_service_t *svc)
     if (svc->out)
         pn_message_free(svc->out);
     free(svc->pending);
+    free(svc->over_ids);
     free(svc->match);
     free(svc->syncwait);
     GW_LOG_INFO(SUBS_MOD, NULL,

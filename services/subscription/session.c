@@ -394,7 +394,17 @@ void subs_session_watermark(subs_service_t *svc, subs_session_t *s)
     if (!s->over) {
         if (subs_session_online(s) && (s->qcount >= (size_t)c->online_hwm ||
                        s->qbytes >= (size_t)c->online_hwm_bytes)) {
+            if (svc->nover == svc->capover_ids) {
+                size_t cap = svc->capover_ids ? svc->capover_ids * 2 : 16;
+                struct subs_over *ids = realloc(svc->over_ids, cap * sizeof *ids);
+                if (!ids)
+                    return; /* not counted as over: its publishers keep credit */
+                svc->over_ids = ids;
+                svc->capover_ids = cap;
+            }
             s->over = true;
+            svc->over_ids[svc->nover].s = s;
+            svc->over_ids[svc->nover].id = ++svc->over_seq;
             if (svc->nover++ == 0) {
                 svc->throttles++;
                 subs_backpressure_start(svc);
@@ -409,8 +419,17 @@ void subs_session_watermark(subs_service_t *svc, subs_session_t *s)
                    s->qbytes > (size_t)c->online_hwm_bytes / 2))
         return;
     s->over = false;
+    uint64_t id = 0;
+    for (size_t i = 0; i < svc->nover; i++)
+        if (svc->over_ids[i].s == s) {
+            id = svc->over_ids[i].id;
+            svc->over_ids[i] = svc->over_ids[svc->nover - 1];
+            break;
+        }
     if (--svc->nover == 0)
         subs_credit_resume(svc);
+    else
+        subs_credit_release(svc, id);
 }
 
 static bool syncwait_add(subs_service_t *svc, subs_session_t *s)
@@ -568,6 +587,10 @@ gw_err_t subs_session_enqueue(subs_service_t *svc, subs_session_t *s, subs_msg_t
     msg->refs++;
     q_append(svc, s, e);
     subs_session_pump(svc, s);
+    if (s->over) /* its publisher link is held back (spec 6.3 rule 4) */
+        for (size_t i = 0; i < svc->nover; i++)
+            if (svc->over_ids[i].s == s)
+                svc->pub_fed_over = svc->over_ids[i].id;
     return GW_OK;
 }
 

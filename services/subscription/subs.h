@@ -131,6 +131,10 @@ typedef struct subs_link {
     /* SL_TOPIC under back-pressure: credit withheld, given back on resume. */
     uint32_t owed;
     bool owing;
+    /* SL_TOPIC: over_id of the queue above the high watermark that its
+     * latest such publication reached (0 = none): its credit is withheld
+     * while that queue stays above the mark (spec 6.3 rule 4). */
+    uint64_t held_by;
     struct subs_link *onext, *oprev; /* svc->owing list */
     /* The links of one pn_session (its context is the head): a session's
      * end touches its own links, not every link of the connection. */
@@ -286,6 +290,10 @@ struct subs_service {
      * publisher (SL_TOPIC) links; what is owed waits on the owing list. */
     size_t nover;
     subs_link_t *owing;
+    uint64_t pub_fed_over; /* set by subs_session_enqueue: over_id of a queue above the mark the publication reached */
+    uint64_t over_seq;     /* last over_id given */
+    struct subs_over { subs_session_t *s; uint64_t id; } *over_ids; /* the queues above the mark (nover) */
+    size_t capover_ids;
     uint64_t throttles, stall_leaks;
     int64_t bp_progress_ms;    /* last progress of a queue above the mark */
     struct event *stall_timer; /* runs while nover > 0 */
@@ -341,6 +349,10 @@ void subs_batch_commit(subs_service_t *svc);
 void subs_credit_return(subs_service_t *svc, subs_link_t *sl, int n);
 /** Back-pressure starts (nover went 0 -> 1): arm the stall timer. */
 void subs_backpressure_start(subs_service_t *svc);
+/** Queue over_id left the high watermark: give back what its publishers are owed. */
+void subs_credit_release(subs_service_t *svc, uint64_t over_id);
+/** Is queue over_id above the mark? */
+bool subs_over_has(const subs_service_t *svc, uint64_t over_id);
 /** Back-pressure ended: give every owed credit back. */
 void subs_credit_resume(subs_service_t *svc);
 gw_err_t subs_defer_accept(subs_service_t *svc, subs_link_t *sl, pn_delivery_t *dlv,

@@ -83,6 +83,44 @@ def test_slow_online_subscriber_backpressure_no_loss(procs, tmp_path, clients):
     assert "dropped=0" in log
 
 
+def test_backpressure_holds_only_the_publishers_that_feed_the_slow_queue(procs, tmp_path,
+                                                                         clients):
+    """Spec 6.3 rule 4: while 'slow' is above the mark, the publisher that
+    feeds it gets no credit back, but a publisher whose messages go
+    elsewhere (a fast subscriber, or nobody) keeps going."""
+    hwm, credit, n = 100, 50, 3000
+    svc = Service(procs, tmp_path, ["--online-high-watermark", str(hwm),
+                                    "--link-credit", str(credit),
+                                    "--backpressure-stall", "60s"]).start()
+    c = clients(svc.port)
+    slow = GatewaySession(c, "slow")
+    assert slow.list()[0] == "accepted"
+    assert slow.subscribe({"bp/slow/#": 1})[0] == "accepted"
+    fast = GatewaySession(c, "fast")
+    assert fast.close() == "accepted"
+    assert fast.subscribe({"bp/fast/#": 1})[0] == "accepted"
+    fast.pub.auto_accept = True
+    fast.grant(1000)
+    held = bulk(procs, svc.port, "bp/slow/x", n, every=10, name="held")
+    gwtest.wait_until(lambda: "publisher credit withheld" in svc.proc.log(), timeout=30,
+                      what="back-pressure on")
+    # the other publishers run to the end while 'slow' stays above the mark
+    free = bulk(procs, svc.port, "bp/fast/y", n, every=500, name="free")
+    nobody = bulk(procs, svc.port, "bp/nobody", n, every=500, name="nobody")
+    for p in (free, nobody):
+        gwtest.wait_until(lambda p=p: not p.alive(), timeout=60, what="%s done" % p.name)
+        assert p.stop() == 0 and "accepted %d" % n in p.log()
+    fast.wait_msgs(n, timeout=30)
+    assert held.alive()
+    assert accepted_so_far(held) <= hwm + credit
+    # the slow subscriber drains: the held publisher finishes, nothing lost
+    slow.pub.auto_accept = True
+    slow.grant(1000)
+    gwtest.wait_until(lambda: not held.alive(), timeout=60, what="held publisher done")
+    assert held.stop() == 0 and "accepted %d" % n in held.log()
+    assert seqs(slow.wait_msgs(n, timeout=30)) == list(range(n))
+
+
 def test_stalled_backpressure_gives_credit_once_per_period(procs, tmp_path, clients):
     """A queue above the mark that does not drain at all (its client also
     publishes and its gateway waits for our credit) must not hold publishers

@@ -32,6 +32,7 @@ size_t __sanitizer_get_current_allocated_bytes(void);
 void subs_batch_touch(subs_service_t *svc) { (void)svc; }
 void subs_backpressure_start(subs_service_t *svc) { (void)svc; }
 void subs_credit_resume(subs_service_t *svc) { (void)svc; }
+void subs_credit_release(subs_service_t *svc, uint64_t over_id) { (void)svc; (void)over_id; }
 void subs_control_flush(subs_service_t *svc, subs_session_t *s)
 {
     (void)svc;
