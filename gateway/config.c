@@ -88,6 +88,8 @@ static const gw_config_opt_t opts[] = {
      "PEM private key (unencrypted) of --tls-cert; reloaded on SIGHUP"},
     {"tls-ca", GW_CFG_STRING, OFF(tls_ca), 0, 4096, NULL, NULL,
      "PEM CA bundle that client certificates must chain to (needed unless --tls-client-cert none)"},
+    {"tls-crl", GW_CFG_STRING, OFF(tls_crl), 0, 4096, NULL, NULL,
+     "PEM CRLs of the CAs in --tls-ca: a revoked client certificate is refused in the handshake; the issuer's CRL must be present and current (fail closed); reloaded on SIGHUP"},
     {"tls-client-cert", GW_CFG_ENUM, OFF(tls_client_cert), 0, 0, "none", client_cert_values,
      "client certificates: none (not requested), optional (verified if sent), required"},
     {"tls-min-version", GW_CFG_ENUM, OFF(tls_min_version), 0, 0, "1.2", tls_version_values,

@@ -82,6 +82,7 @@ typedef struct gw_gateway_config {
     char *http_listen;          /* HOST:PORT of /healthz /readyz /metrics; NULL/"" = off */
     gw_config_list_t mqtts_listen; /* MQTT over TLS listeners (gw/tls.h) */
     char *tls_cert, *tls_key, *tls_ca;
+    char *tls_crl;         /* --tls-crl, NULL = no revocation check */
     int tls_client_cert;        /* gw_tls_client_cert_t */
     int tls_min_version;        /* 0 = "1.2", 1 = "1.3" */
     char *tls_ciphers;

@@ -62,6 +62,10 @@ static gw_err_t tls_setup(gw_gateway_t *gw, const gw_gateway_config_t *cfg)
         fprintf(stderr, "mqtt-gateway: --mqtts-listen needs --tls-cert and --tls-key\n");
         return GW_ERR_CONFIG;
     }
+    if (cfg->tls_crl && *cfg->tls_crl && cfg->tls_client_cert == GW_TLS_CLIENT_CERT_NONE) {
+        fprintf(stderr, "mqtt-gateway: --tls-crl needs --tls-client-cert optional|required\n");
+        return GW_ERR_CONFIG;
+    }
     if (cfg->tls_client_cert != GW_TLS_CLIENT_CERT_NONE && !cfg->tls_ca) {
         fprintf(stderr, "mqtt-gateway: --tls-client-cert optional|required needs --tls-ca\n");
         return GW_ERR_CONFIG;
@@ -70,6 +74,7 @@ static gw_err_t tls_setup(gw_gateway_t *gw, const gw_gateway_config_t *cfg)
     tc.cert_file = cfg->tls_cert;
     tc.key_file = cfg->tls_key;
     tc.ca_file = cfg->tls_ca;
+    tc.crl_file = cfg->tls_crl;
     tc.client_cert = (gw_tls_client_cert_t)cfg->tls_client_cert;
     tc.min_version = cfg->tls_min_version == 1 ? GW_TLS_VERSION_1_3 : GW_TLS_VERSION_1_2;
     tc.ciphers = cfg->tls_ciphers;

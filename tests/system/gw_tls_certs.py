@@ -33,6 +33,28 @@ class Pki:
              "-CAcreateserial", "-out", cert, "-days", "2", "-extfile", str(ext), cwd=self.dir)
         return cert, key
 
+    def crl(self, revoked=(), out="crl.pem", next_update=None):
+        """A CRL of this CA listing the given certificate files (openssl
+        ca); next_update "YYMMDDHHMMSSZ" sets nextUpdate (a past one makes
+        an expired CRL), default one day. Returns its path."""
+        d = self.dir / ("ca-db-" + self.ca_cert.rsplit("/", 1)[-1])
+        d.mkdir(exist_ok=True)
+        (d / "index.txt").write_text("")
+        (d / "crlnumber").write_text("1000\n")
+        cnf = d / "ca.cnf"
+        cnf.write_text("[ca]\ndefault_ca = d\n[d]\n"
+                       f"database = {d}/index.txt\ncrlnumber = {d}/crlnumber\n"
+                       "default_md = sha256\ndefault_crl_days = 1\n")
+        base = ["ca", "-config", str(cnf), "-keyfile", self.ca_key, "-cert", self.ca_cert]
+        for cert in revoked:
+            _run(*base, "-revoke", cert, cwd=self.dir)
+        path = str(self.dir / out)
+        extra = []
+        if next_update:
+            extra = ["-crl_lastupdate", "200101000000Z", "-crl_nextupdate", next_update]
+        _run(*base, "-gencrl", "-out", path, *extra, cwd=self.dir)
+        return path
+
 
 import socket  # noqa: E402
 import ssl  # noqa: E402

@@ -117,6 +117,54 @@ def test_required_client_cert(procs, pki):
         peer.stop()
 
 
+def tls_refused(tport, ctx):
+    """True if the gateway refuses the handshake (TLS 1.3: seen on the first read)."""
+    try:
+        t = TlsRawClient(tport, ctx)
+        t.send(R.connect("probe"))
+        t.recv_packet(5)
+    except (R.Closed, ssl.SSLError, ConnectionResetError):
+        return True
+    return False
+
+
+def test_revoked_client_cert_refused(procs, pki):
+    """--tls-crl: a revoked device certificate fails the handshake, the
+    others pass; a new CRL is taken on SIGHUP; an expired CRL refuses every
+    certificate of its CA (fail closed)."""
+    peer = AmqpPeer().start()
+    try:
+        good, gkey = pki.issue("good", "device-good")
+        bad, bkey = pki.issue("bad", "device-bad")
+        later, lkey = pki.issue("later", "device-later")
+        crl = pki.crl(revoked=[bad])
+        gw, port, tport = start_tls_gateway(procs, peer, pki, "--tls-client-cert", "required",
+                                            "--tls-crl", crl)
+        assert "1 revoked, next update" in gw.log()
+        t = TlsRawClient(tport, client_context(pki.ca_cert, good, gkey))
+        assert t.connect("good") == (0, 0)
+        assert tls_refused(tport, client_context(pki.ca_cert, bad, bkey))
+        assert not tls_refused(tport, client_context(pki.ca_cert, later, lkey))
+        # revoke one more, reload: refused from then on; open connections stay
+        shutil.copy(pki.crl(revoked=[bad, later], out="crl2.pem"), crl)
+        gw.signal(signal.SIGHUP)
+        gwtest.wait_until(lambda: "SIGHUP: reloaded TLS certificates (generation 2)" in gw.log(),
+                          what="TLS reload")
+        assert tls_refused(tport, client_context(pki.ca_cert, later, lkey))
+        assert not tls_refused(tport, client_context(pki.ca_cert, good, gkey))
+        t.send(R.publish("a/b", b"1", qos=1, pid=1))
+        t.expect(R.PUBACK)
+        # an expired CRL: nobody of that CA gets in, and the log says why
+        shutil.copy(pki.crl(out="crl3.pem", next_update="210101000000Z"), crl)
+        gw.signal(signal.SIGHUP)
+        gwtest.wait_until(lambda: "generation 3" in gw.log(), what="TLS reload 3")
+        assert "expired at" in gw.log()
+        assert tls_refused(tport, client_context(pki.ca_cert, good, gkey))
+    finally:
+        procs.stop_all()
+        peer.stop()
+
+
 def test_sighup_reloads_certificate_without_dropping(procs, pki):
     peer = AmqpPeer().start()
     try:
@@ -161,3 +209,6 @@ def test_tls_options_are_checked(tmp_path):
     assert r.returncode == 2 and "no.pem" in r.stderr
     r = run("--tls-client-cert", "sometimes")
     assert r.returncode == 2
+    r = run("--mqtts-listen", "127.0.0.1:0", "--tls-cert", str(tmp_path / "no.pem"),
+            "--tls-key", str(tmp_path / "no.key"), "--tls-crl", str(tmp_path / "crl.pem"))
+    assert r.returncode == 2 and "--tls-crl needs --tls-client-cert" in r.stderr

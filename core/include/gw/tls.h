@@ -86,6 +86,10 @@ typedef struct gw_tls_server_config {
     const char *key_file;      /* PEM private key (unencrypted) matching cert_file; required */
     const char *ca_file;       /* PEM CA bundle for client certificates; required unless
                                 * client_cert is NONE (then ignored) */
+    const char *crl_file;      /* PEM CRLs of the CAs in ca_file; NULL/"" = no revocation
+                                * check. With one, a client certificate verifies only if
+                                * its issuer's CRL is there, current (nextUpdate not
+                                * passed) and does not list it. Reloaded with the rest. */
     gw_tls_client_cert_t client_cert;
     gw_tls_version_t min_version;
     const char *ciphers;       /* TLS 1.2 cipher list; NULL/"" = GW_TLS_DEFAULT_CIPHERS */

@@ -39,7 +39,7 @@ struct gw_tls_server {
     SSL_CTX *ctx;                /* current context; one reference owned here */
     uint64_t generation;
     /* copied configuration, immutable after new */
-    char *cert_file, *key_file, *ca_file, *ciphers, *ciphersuites, *name;
+    char *cert_file, *key_file, *ca_file, *crl_file, *ciphers, *ciphersuites, *name;
     unsigned char alpn[ALPN_WIRE_MAX]; /* RFC 7301 wire format; alpn_len 0 = none */
     size_t alpn_len;
     gw_tls_client_cert_t client_cert;
@@ -301,6 +301,49 @@ static void log_cert(const char *listener, const char *cert_file, X509 *x)
     warn_expiry(listener, what, x);
 }
 
+/* CRLs for client certificates: every CRL of the PEM file into the trust
+ * store, and revocation checked for the client's own certificate
+ * (X509_V_FLAG_CRL_CHECK): its issuer's CRL must be present and current,
+ * else the handshake fails (fail closed). */
+static gw_err_t load_crl(SSL_CTX *ctx, const char *listener, const char *crl_file,
+                         char *errbuf)
+{
+    char why[256];
+    gw_err_t err;
+    if ((err = check_readable("crl_file", crl_file, errbuf)) != GW_OK)
+        return err;
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+    X509_LOOKUP *lu = X509_STORE_add_lookup(store, X509_LOOKUP_file());
+    ERR_clear_error();
+    int n = lu ? X509_load_crl_file(lu, crl_file, X509_FILETYPE_PEM) : 0;
+    if (n <= 0) {
+        set_err(errbuf, "crl_file %s: no CRL loaded (%s)", crl_file, ossl_reason(why, sizeof why));
+        return GW_ERR_CONFIG;
+    }
+    X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
+    STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(store);
+    for (int i = 0; i < sk_X509_OBJECT_num(objs); i++) {
+        X509_CRL *crl = X509_OBJECT_get0_X509_CRL(sk_X509_OBJECT_value(objs, i));
+        if (!crl)
+            continue;
+        char iss[NAME_STR_MAX] = "?", next[64] = "none";
+        X509_NAME_oneline(X509_CRL_get_issuer(crl), iss, sizeof iss);
+        const ASN1_TIME *nu = X509_CRL_get0_nextUpdate(crl);
+        if (nu)
+            time_str(nu, next, sizeof next);
+        int expired = nu && X509_cmp_current_time(nu) < 0;
+        if (expired)
+            GW_LOG_WARN(MOD, listener,
+                        "crl_file %s: CRL of \"%s\" expired at %s: every client certificate "
+                        "it covers is refused until a current CRL is loaded (SIGHUP)",
+                        crl_file, iss, next);
+        else
+            GW_LOG_INFO(MOD, listener, "crl_file %s: CRL of \"%s\", %d revoked, next update %s",
+                        crl_file, iss, sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl)), next);
+    }
+    return GW_OK;
+}
+
 /* CA bundle for client certificates: trust store + the CA names sent in
  * CertificateRequest (so a client with several certificates picks right). */
 static gw_err_t load_client_ca(SSL_CTX *ctx, const char *listener, const char *ca_file,
@@ -407,6 +450,8 @@ static gw_err_t build_ctx(const gw_tls_server_t *s, SSL_CTX **out, char *errbuf)
     if (s->client_cert != GW_TLS_CLIENT_CERT_NONE) {
         if ((err = load_client_ca(ctx, s->name, s->ca_file, errbuf)) != GW_OK)
             goto fail;
+        if (s->crl_file && (err = load_crl(ctx, s->name, s->crl_file, errbuf)) != GW_OK)
+            goto fail;
         mode = SSL_VERIFY_PEER | SSL_VERIFY_CLIENT_ONCE;
         if (s->client_cert == GW_TLS_CLIENT_CERT_REQUIRED)
             mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
@@ -486,6 +531,7 @@ void gw_tls_server_free(gw_tls_server_t *srv)
     free(srv->cert_file);
     free(srv->key_file);
     free(srv->ca_file);
+    free(srv->crl_file);
     free(srv->ciphers);
     free(srv->ciphersuites);
     free(srv->name);
@@ -549,6 +595,9 @@ gw_err_t gw_tls_server_new(const gw_tls_server_config_t *cfg, gw_tls_server_t **
     if (!s->cert_file || !s->key_file || !s->name)
         goto nomem;
     if (cfg->client_cert != GW_TLS_CLIENT_CERT_NONE && !(s->ca_file = strdup(cfg->ca_file)))
+        goto nomem;
+    if (cfg->client_cert != GW_TLS_CLIENT_CERT_NONE && cfg->crl_file && *cfg->crl_file &&
+        !(s->crl_file = strdup(cfg->crl_file)))
         goto nomem;
     if ((cfg->ciphers && *cfg->ciphers && !(s->ciphers = dup_opt(cfg->ciphers))) ||
         (cfg->ciphersuites && *cfg->ciphersuites &&
