@@ -595,6 +595,17 @@ class Service:
         return Client(self.port).start()
 
 
+def start_with_http(procs, tmp_path, *extra):
+    """A Service with --http-listen on a free port (its port in .hport),
+    started, its HTTP port open."""
+    hport = gwtest.free_port()
+    s = Service(procs, tmp_path, extra=["--http-listen", "127.0.0.1:%d" % hport] +
+                list(extra)).start()
+    gwtest.wait_until(lambda: gwtest.port_open(hport), what="http port")
+    s.hport = hport
+    return s
+
+
 @pytest.fixture
 def clients():
     """Factory of started Client peers (import it into a test module);

@@ -10,23 +10,13 @@ Run: GW_BUILD_DIR=<build> /usr/bin/python3 -m pytest tests/system/test_subs_conn
 import pytest
 from proton import Endpoint
 
-import gwtest
 import svc_http
-from subs_peer import (Client, GatewaySession, Out, Rx, Service, clients,  # noqa: F401 (fixture)
+from subs_peer import (start_with_http, GatewaySession, Out, Rx, clients,  # noqa: F401 (fixture)
                        control_message, publish_msg)
 
 CTRL = "$mqtt.subscriptionservice"
 PERSISTENT = 'kind="persistent"'
 TRANSIENT = 'kind="transient"'
-
-
-def start(procs, tmp_path, *extra):
-    hport = gwtest.free_port()
-    s = Service(procs, tmp_path, extra=["--http-listen", "127.0.0.1:%d" % hport] +
-                list(extra)).start()
-    gwtest.wait_until(lambda: gwtest.port_open(hport), what="http port")
-    s.hport = hport
-    return s
 
 
 def ctl_msg(subject, cid, message_id=None, body=None, reply_to=None):
@@ -77,7 +67,7 @@ class Many:
 
 
 def test_many_clients_on_one_control_link(procs, tmp_path, clients):
-    svc = start(procs, tmp_path)
+    svc = start_with_http(procs, tmp_path)
     c = clients(svc.port)
     ids = ["many.%02d" % k for k in range(50)]
     mc = Many(c, ids)
@@ -139,7 +129,7 @@ def test_many_clients_on_one_control_link(procs, tmp_path, clients):
 
 def test_grouped_list_is_durable_before_accepted(procs, tmp_path, clients):
     """kill -9 right after the burst's `accepted`s: every session survives."""
-    svc = start(procs, tmp_path, "--store-sync", "full")
+    svc = start_with_http(procs, tmp_path, "--store-sync", "full")
     c = clients(svc.port)
     ids = ["dur.%02d" % k for k in range(30)]
     mc = Many(c, ids)
@@ -160,7 +150,7 @@ def detach(c, rx):
 
 @pytest.mark.parametrize("how", ["detach", "close"])
 def test_l3_gone_after_subscriptions_l4_stays(procs, tmp_path, clients, how):
-    svc = start(procs, tmp_path)
+    svc = start_with_http(procs, tmp_path)
     c = clients(svc.port)
     g = GatewaySession(c, "l3less")
     assert g.list()[0] == "accepted"
@@ -230,7 +220,7 @@ def test_session_end_loses_only_its_links(procs, tmp_path, clients):
     """Clients spread over AMQP sessions of one connection: ending one session
     ends its clients' links only (transient sessions go, a persistent one goes
     offline and queues), the clients of the other session keep working."""
-    svc = start(procs, tmp_path)
+    svc = start_with_http(procs, tmp_path)
     c = clients(svc.port)
     ssns = c.call(lambda: [c.conn.session(), c.conn.session()])
     c.call(lambda: [s.open() for s in ssns])

@@ -10,17 +10,9 @@ import time
 
 import gwtest
 import svc_http
-from subs_peer import GatewaySession, Service, publish_msg, clients  # noqa: F401 (clients: fixture)
+from subs_peer import GatewaySession, publish_msg, start_with_http, clients  # noqa: F401 (clients: fixture)
 
 PERSISTENT = 'kind="persistent"'
-
-
-def start(procs, tmp_path, *extra):
-    hport = gwtest.free_port()
-    s = Service(procs, tmp_path, extra=["--http-listen", "127.0.0.1:%d" % hport] +
-                list(extra)).start()
-    gwtest.wait_until(lambda: gwtest.port_open(hport), what="http port")
-    return s, hport
 
 
 def rows(svc, sql, *args):
@@ -51,7 +43,7 @@ def publish(c, topic, body, qos=1):
 
 
 def test_offline_session_expires_online_one_stays(procs, tmp_path, clients):
-    svc, hport = start(procs, tmp_path, "--session-expiry", "1500ms")
+    svc = start_with_http(procs, tmp_path, "--session-expiry", "1500ms")
     off = clients(svc.port)
     persistent(off, "ex.gone", {"ex/#": 1}, grant=False)
     on = clients(svc.port)
@@ -67,14 +59,14 @@ def test_offline_session_expires_online_one_stays(procs, tmp_path, clients):
     assert abs(offline_at(svc, "ex.gone") / 1000 - t_off) < 2
     assert offline_at(svc, "ex.stay") is None
 
-    svc_http.wait_value(hport, "gw_subs_sessions_expired_total", 1, timeout=10)
+    svc_http.wait_value(svc.hport, "gw_subs_sessions_expired_total", 1, timeout=10)
     assert time.time() - t_off >= 1.5
     # the delete commits with the next batch
     gwtest.wait_until(lambda: offline_at(svc, "ex.gone") == "gone", what="session row gone")
     assert rows(svc, "SELECT count(*) FROM subs WHERE id = 'ex.gone'") == [(0,)]
     assert rows(svc, "SELECT count(*) FROM queue WHERE id = 'ex.gone'") == [(0,)]
     assert rows(svc, "SELECT count(*) FROM msgs") == [(0,)]  # no queue row refers to it
-    assert svc_http.value(hport, "gw_subs_sessions", PERSISTENT) == 1
+    assert svc_http.value(svc.hport, "gw_subs_sessions", PERSISTENT) == 1
     assert "persistent session offline for" in svc.proc.log()
 
     # the client comes back: a new session, nothing queued
@@ -83,14 +75,14 @@ def test_offline_session_expires_online_one_stays(procs, tmp_path, clients):
     outcome, subs, present, _ = g.list()
     assert (outcome, subs, present) == ("accepted", {}, False)
     # ex.stay was online all along (longer than the expiry): still there
-    assert svc_http.value(hport, "gw_subs_sessions_expired_total") == 1
+    assert svc_http.value(svc.hport, "gw_subs_sessions_expired_total") == 1
     again = clients(svc.port)
     outcome, subs, present, _ = GatewaySession(again, "ex.stay").list()  # takeover
     assert (subs, present) == ({"ex/#": 1}, True)
 
 
 def test_back_online_clears_the_offline_time(procs, tmp_path, clients):
-    svc, hport = start(procs, tmp_path, "--session-expiry", "2s")
+    svc = start_with_http(procs, tmp_path, "--session-expiry", "2s")
     c = clients(svc.port)
     persistent(c, "ex.back", {"b/#": 1})
     c.stop(clean=False)
@@ -103,13 +95,13 @@ def test_back_online_clears_the_offline_time(procs, tmp_path, clients):
     # online for longer than the expiry: kept
     t0 = time.monotonic()
     gwtest.wait_until(lambda: time.monotonic() - t0 > 2.5, what="2.5 s online", timeout=5)
-    assert svc_http.value(hport, "gw_subs_sessions_expired_total") == 0
-    assert svc_http.value(hport, "gw_subs_sessions", PERSISTENT) == 1
+    assert svc_http.value(svc.hport, "gw_subs_sessions_expired_total") == 0
+    assert svc_http.value(svc.hport, "gw_subs_sessions", PERSISTENT) == 1
 
 
 def test_offline_time_counts_across_restart(procs, tmp_path, clients):
     expiry = 4.0
-    svc, hport = start(procs, tmp_path, "--session-expiry", "4s")
+    svc = start_with_http(procs, tmp_path, "--session-expiry", "4s")
     c = clients(svc.port)
     persistent(c, "ex.rs", {"r/#": 1}, grant=False)
     c.stop(clean=False)

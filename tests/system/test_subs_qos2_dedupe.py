@@ -14,16 +14,7 @@ from proton import symbol
 
 import gwtest
 import svc_http
-from subs_peer import GatewaySession, Service, publish_msg, clients  # noqa: F401 (clients: fixture)
-
-
-def start(procs, tmp_path, *extra):
-    hport = gwtest.free_port()
-    s = Service(procs, tmp_path, extra=["--http-listen", "127.0.0.1:%d" % hport] +
-                list(extra)).start()
-    gwtest.wait_until(lambda: gwtest.port_open(hport), what="http port")
-    s.hport = hport
-    return s
+from subs_peer import GatewaySession, publish_msg, start_with_http, clients  # noqa: F401 (clients: fixture)
 
 
 def q2msg(topic, body, pid, publisher, dup=False):
@@ -70,7 +61,7 @@ def qos2_rows(svc):
 
 
 def test_resend_on_another_link_is_not_published_twice(procs, tmp_path, clients):
-    svc = start(procs, tmp_path)
+    svc = start_with_http(procs, tmp_path)
     sc = clients(svc.port)
     g = subscriber(sc)
     gw_a = clients(svc.port)
@@ -95,7 +86,7 @@ def test_resend_on_another_link_is_not_published_twice(procs, tmp_path, clients)
 
 
 def test_not_a_resend_is_published(procs, tmp_path, clients):
-    svc = start(procs, tmp_path)
+    svc = start_with_http(procs, tmp_path)
     sc = clients(svc.port)
     g = subscriber(sc)
     gw_a = clients(svc.port)
@@ -117,7 +108,7 @@ def test_not_a_resend_is_published(procs, tmp_path, clients):
 
 
 def test_record_survives_restart(procs, tmp_path, clients):
-    svc = start(procs, tmp_path)
+    svc = start_with_http(procs, tmp_path)
     sc = clients(svc.port)
     subscriber(sc, "psub").grant()
     persistent = GatewaySession(sc, "keep")
@@ -147,7 +138,7 @@ def test_record_survives_restart(procs, tmp_path, clients):
 
 
 def test_clean_session_forgets_the_publisher(procs, tmp_path, clients):
-    svc = start(procs, tmp_path)
+    svc = start_with_http(procs, tmp_path)
     sc = clients(svc.port)
     g = subscriber(sc)
     gw_a = clients(svc.port)
@@ -166,7 +157,7 @@ def test_clean_session_forgets_the_publisher(procs, tmp_path, clients):
 
 
 def test_bounded(procs, tmp_path, clients):
-    svc = start(procs, tmp_path, "--qos2-dedupe-max", "2")
+    svc = start_with_http(procs, tmp_path, "--qos2-dedupe-max", "2")
     gw_a = clients(svc.port)
     for i in range(4):
         take(gw_a, q2msg("d/b", b"%d" % i, 1, "dev-b%d" % i), "L7-%d" % i)
