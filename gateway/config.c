@@ -90,6 +90,8 @@ static const gw_config_opt_t opts[] = {
      "PEM CA bundle that client certificates must chain to (needed unless --tls-client-cert none)"},
     {"tls-crl", GW_CFG_STRING, OFF(tls_crl), 0, 4096, NULL, NULL,
      "PEM CRLs of the CAs in --tls-ca: a revoked client certificate is refused in the handshake; the issuer's CRL must be present and current (fail closed); reloaded on SIGHUP"},
+    {"tls-issuer-tenant-map", GW_CFG_STRING, OFF(tls_issuer_tenant_map), 0, 4096, NULL, NULL,
+     "file of `<issuer DN> <tenant>` lines: a verified client certificate of that issuer is user <identity>@<tenant> (ACL tenant sections, %t); an issuer not in the map gets CONNACK 5; reloaded on SIGHUP"},
     {"tls-client-cert", GW_CFG_ENUM, OFF(tls_client_cert), 0, 0, "none", client_cert_values,
      "client certificates: none (not requested), optional (verified if sent), required"},
     {"tls-min-version", GW_CFG_ENUM, OFF(tls_min_version), 0, 0, "1.2", tls_version_values,

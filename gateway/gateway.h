@@ -83,6 +83,7 @@ typedef struct gw_gateway_config {
     gw_config_list_t mqtts_listen; /* MQTT over TLS listeners (gw/tls.h) */
     char *tls_cert, *tls_key, *tls_ca;
     char *tls_crl;         /* --tls-crl, NULL = no revocation check */
+    char *tls_issuer_tenant_map; /* --tls-issuer-tenant-map, NULL = tenants from user@tenant only */
     int tls_client_cert;        /* gw_tls_client_cert_t */
     int tls_min_version;        /* 0 = "1.2", 1 = "1.3" */
     char *tls_ciphers;
@@ -214,6 +215,7 @@ typedef struct gw_gateway {
     size_t iot_ngwrules;
     /* --iot-issuer-tenant-map (iot.c): swapped on SIGHUP under auth_mu */
     gw_auth_certmap_t *iot_certmap; /* NULL = no map configured */
+    gw_auth_certmap_t *tls_certmap; /* --tls-issuer-tenant-map (under auth_mu); NULL = none */
 } gw_gateway_t;
 
 /*
@@ -720,7 +722,9 @@ bool gw_iot_issuer_map_on(const gw_gateway_t *gw);
  * verified device certificate whose issuer the map names. GW_ERR_NOT_FOUND:
  * issuer not in the map; GW_ERR_NOMEM. Takes auth_mu.
  */
-gw_err_t gw_iot_cert_user(gw_gateway_t *gw, X509 *cert, const char *ident, size_t ilen,
+/** --tls-issuer-tenant-map is set (client certificates on --mqtts-listen). */
+bool gw_tls_issuer_map_on(const gw_gateway_t *gw);
+gw_err_t gw_iot_cert_user(gw_gateway_t *gw, bool iot, X509 *cert, const char *ident, size_t ilen,
                           char **out, size_t *outlen);
 /** SIGHUP: load --iot-issuer-tenant-map again (the old map is kept on error). */
 void gw_iot_reload(gw_gateway_t *gw);

@@ -252,18 +252,22 @@ gw_err_t gw_handle_connect(gw_client_t *c, const gw_mqtt_connect_t *p)
         SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
         gw_err_t ierr =
             gw_tls_peer_identity(ssl, cfg->cert_identity_field, ident, sizeof(ident), &ilen);
-        if (ierr == GW_OK && c->iot && gw_iot_issuer_map_on(w->gw)) {
-            /* IoT: the issuer names the tenant, the identity is the device
-             * id (docs/iot-mode.md). An issuer not in the map is refused. */
+        if (ierr == GW_OK &&
+            (c->iot ? gw_iot_issuer_map_on(w->gw) : gw_tls_issuer_map_on(w->gw))) {
+            /* The issuer names the tenant, the identity is the user (IoT:
+             * the device id, docs/iot-mode.md): <identity>@<tenant>, which
+             * ACL tenant sections and %t see. An issuer not in the map is
+             * refused. */
             char *full = NULL;
             size_t flen = 0;
-            gw_err_t merr = gw_iot_cert_user(w->gw, gw_tls_peer_cert(ssl), ident, ilen, &full,
-                                             &flen);
+            gw_err_t merr = gw_iot_cert_user(w->gw, c->iot, gw_tls_peer_cert(ssl), ident, ilen,
+                                             &full, &flen);
             if (merr == GW_ERR_NOMEM)
                 return GW_ERR_NOMEM;
             if (merr != GW_OK) {
                 gw_connect_fail(c, GW_MQTT_CONNACK_NOT_AUTHORIZED,
-                                "client certificate issuer not in --iot-issuer-tenant-map");
+                                c->iot ? "client certificate issuer not in --iot-issuer-tenant-map"
+                                       : "client certificate issuer not in --tls-issuer-tenant-map");
                 return GW_OK;
             }
             if (c->user && !(c->user_len == ilen && memcmp(c->user, ident, ilen) == 0) &&

@@ -323,8 +323,8 @@ cleanup:
  * tenant syntax, duplicates, line numbers) and its lookup are reused. */
 #define GW_IOT_ISSUER_MAP_MAX (1u << 20)
 
-static gw_err_t load_issuer_map(const char *path, gw_auth_certmap_t **out, char *why,
-                                size_t whylen)
+static gw_err_t load_issuer_map(const char *opt, const char *path, gw_auth_certmap_t **out,
+                                char *why, size_t whylen)
 {
     char eb[GW_AUTH_ERRBUF] = "";
     char *text = NULL, *conv = NULL;
@@ -334,7 +334,7 @@ static gw_err_t load_issuer_map(const char *path, gw_auth_certmap_t **out, char 
 
     *out = NULL;
     if (!f) {
-        snprintf(why, whylen, "--iot-issuer-tenant-map %s: cannot open", path);
+        snprintf(why, whylen, "--%s %s: cannot open", opt, path);
         return GW_ERR_CONFIG;
     }
     /* Bounded before allocating: the file is read into a buffer of the cap. */
@@ -345,7 +345,7 @@ static gw_err_t load_issuer_map(const char *path, gw_auth_certmap_t **out, char 
     }
     len = fread(text, 1, GW_IOT_ISSUER_MAP_MAX + 1, f);
     if (ferror(f) || len > GW_IOT_ISSUER_MAP_MAX) {
-        snprintf(why, whylen, "--iot-issuer-tenant-map %s: %s", path,
+        snprintf(why, whylen, "--%s %s: %s", opt, path,
                  ferror(f) ? "read error" : "file too large");
         goto cleanup;
     }
@@ -367,8 +367,8 @@ static gw_err_t load_issuer_map(const char *path, gw_auth_certmap_t **out, char 
                 sp--;
             /* A tenant with '=' or ',' is the end of a DN: the tenant is missing. */
             if (sp == b || memchr(text + sp, '=', e - sp) || memchr(text + sp, ',', e - sp)) {
-                snprintf(why, whylen, "--iot-issuer-tenant-map %s: expected `<issuer DN> <tenant>`"
-                         " (line \"%.*s\")", path, (int)(e - b > 60 ? 60 : e - b), text + b);
+                snprintf(why, whylen, "--%s %s: expected `<issuer DN> <tenant>`"
+                         " (line \"%.*s\")", opt, path, (int)(e - b > 60 ? 60 : e - b), text + b);
                 goto cleanup;
             }
             /* "<tenant> <DN>" is as long as "<DN> <tenant>". */
@@ -383,10 +383,10 @@ static gw_err_t load_issuer_map(const char *path, gw_auth_certmap_t **out, char 
     }
     err = gw_auth_certmap_parse(conv, o, path, out, eb);
     if (err != GW_OK)
-        snprintf(why, whylen, "--iot-issuer-tenant-map: %s", eb);
+        snprintf(why, whylen, "--%s: %s", opt, eb);
 cleanup:
     if (err == GW_ERR_NOMEM)
-        snprintf(why, whylen, "--iot-issuer-tenant-map %s: out of memory", path);
+        snprintf(why, whylen, "--%s %s: out of memory", opt, path);
     fclose(f);
     free(text);
     free(conv);
@@ -399,7 +399,13 @@ bool gw_iot_issuer_map_on(const gw_gateway_t *gw)
     return cfg->iot_issuer_tenant_map && *cfg->iot_issuer_tenant_map;
 }
 
-gw_err_t gw_iot_cert_user(gw_gateway_t *gw, X509 *cert, const char *ident, size_t ilen,
+bool gw_tls_issuer_map_on(const gw_gateway_t *gw)
+{
+    const gw_gateway_config_t *cfg = gw->cfg;
+    return cfg->tls_issuer_tenant_map && *cfg->tls_issuer_tenant_map;
+}
+
+gw_err_t gw_iot_cert_user(gw_gateway_t *gw, bool iot, X509 *cert, const char *ident, size_t ilen,
                           char **out, size_t *outlen)
 {
     gw_err_t err = GW_ERR_NOT_FOUND;
@@ -407,7 +413,8 @@ gw_err_t gw_iot_cert_user(gw_gateway_t *gw, X509 *cert, const char *ident, size_
     *out = NULL;
     *outlen = 0;
     pthread_mutex_lock(&gw->auth_mu);
-    const char *tenant = gw_auth_certmap_tenant(gw->iot_certmap, cert); /* borrowed: under the lock */
+    const char *tenant = gw_auth_certmap_tenant(iot ? gw->iot_certmap : gw->tls_certmap,
+                                                cert); /* borrowed: under the lock */
     if (tenant) {
         size_t tl = strlen(tenant);
         char *u = malloc(ilen + 1 + tl + 1);
@@ -431,20 +438,25 @@ void gw_iot_reload(gw_gateway_t *gw)
     char why[512] = "";
     gw_auth_certmap_t *map = NULL;
 
-    if (!gw_iot_issuer_map_on(gw))
-        return;
-    if (load_issuer_map(gw->cfg->iot_issuer_tenant_map, &map, why, sizeof(why)) != GW_OK) {
-        GW_LOG_ERROR(GW_MOD, NULL, "SIGHUP: issuer tenant map not reloaded, keeping the old one: %s",
-                     why);
-        return;
+    for (int iot = 1; iot >= 0; iot--) {
+        const char *path = iot ? gw->cfg->iot_issuer_tenant_map : gw->cfg->tls_issuer_tenant_map;
+        if (!(iot ? gw_iot_issuer_map_on(gw) : gw_tls_issuer_map_on(gw)))
+            continue;
+        if (load_issuer_map(iot ? "iot-issuer-tenant-map" : "tls-issuer-tenant-map", path, &map,
+                            why, sizeof(why)) != GW_OK) {
+            GW_LOG_ERROR(GW_MOD, NULL,
+                         "SIGHUP: issuer tenant map not reloaded, keeping the old one: %s", why);
+            continue;
+        }
+        pthread_mutex_lock(&gw->auth_mu);
+        gw_auth_certmap_t **slot = iot ? &gw->iot_certmap : &gw->tls_certmap;
+        gw_auth_certmap_t *old = *slot;
+        *slot = map;
+        pthread_mutex_unlock(&gw->auth_mu);
+        gw_auth_certmap_free(old);
+        map = NULL;
+        GW_LOG_INFO(GW_MOD, NULL, "SIGHUP: reloaded issuer tenant map %s", path);
     }
-    pthread_mutex_lock(&gw->auth_mu);
-    gw_auth_certmap_t *old = gw->iot_certmap;
-    gw->iot_certmap = map;
-    pthread_mutex_unlock(&gw->auth_mu);
-    gw_auth_certmap_free(old);
-    GW_LOG_INFO(GW_MOD, NULL, "SIGHUP: reloaded issuer tenant map %s",
-                gw->cfg->iot_issuer_tenant_map);
 }
 
 gw_err_t gw_iot_setup(gw_gateway_t *gw, char *why, size_t whylen)
@@ -465,7 +477,14 @@ gw_err_t gw_iot_setup(gw_gateway_t *gw, char *why, size_t whylen)
         gw->iot_policy.arg = gw->iot_gateways;
     }
     if (gw_iot_issuer_map_on(gw)) {
-        gw_err_t err = load_issuer_map(cfg->iot_issuer_tenant_map, &gw->iot_certmap, why, whylen);
+        gw_err_t err = load_issuer_map("iot-issuer-tenant-map", cfg->iot_issuer_tenant_map,
+                                       &gw->iot_certmap, why, whylen);
+        if (err != GW_OK)
+            return err;
+    }
+    if (gw_tls_issuer_map_on(gw)) {
+        gw_err_t err = load_issuer_map("tls-issuer-tenant-map", cfg->tls_issuer_tenant_map,
+                                       &gw->tls_certmap, why, whylen);
         if (err != GW_OK)
             return err;
     }
@@ -486,6 +505,8 @@ void gw_iot_teardown(gw_gateway_t *gw)
     gw->iot_ngwrules = 0;
     gw_auth_certmap_free(gw->iot_certmap);
     gw->iot_certmap = NULL;
+    gw_auth_certmap_free(gw->tls_certmap);
+    gw->tls_certmap = NULL;
 }
 
 /* ------------------------------------------------------------------ */

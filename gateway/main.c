@@ -66,6 +66,12 @@ static gw_err_t tls_setup(gw_gateway_t *gw, const gw_gateway_config_t *cfg)
         fprintf(stderr, "mqtt-gateway: --tls-crl needs --tls-client-cert optional|required\n");
         return GW_ERR_CONFIG;
     }
+    if (cfg->tls_issuer_tenant_map && *cfg->tls_issuer_tenant_map &&
+        cfg->tls_client_cert == GW_TLS_CLIENT_CERT_NONE) {
+        fprintf(stderr, "mqtt-gateway: --tls-issuer-tenant-map needs --tls-client-cert "
+                        "optional|required\n");
+        return GW_ERR_CONFIG;
+    }
     if (cfg->tls_client_cert != GW_TLS_CLIENT_CERT_NONE && !cfg->tls_ca) {
         fprintf(stderr, "mqtt-gateway: --tls-client-cert optional|required needs --tls-ca\n");
         return GW_ERR_CONFIG;

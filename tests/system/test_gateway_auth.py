@@ -268,3 +268,49 @@ def test_auth_fail_limit_off(procs, peer, files):
     c = R.RawClient(port)
     assert c.connect("y", username="alice", password=b"wonderland") == (0, 0)
     c.close()
+
+
+def test_certificate_issuer_names_the_tenant(procs, peer, tmp_path, files):
+    """--tls-issuer-tenant-map on a plain MQTT TLS listener: a verified
+    certificate of a mapped CA is user <CN>@<tenant>, so ACL tenant sections
+    and %t apply; a trusted CA not in the map gets CONNACK 5; SIGHUP reloads
+    the map."""
+    import signal
+    _, acl = files
+    d = tmp_path / "pki"
+    d.mkdir()
+    srv, acme, rogue = Pki(d, "srv-ca"), Pki(d, "acme-ca"), Pki(d, "rogue-ca")
+    bundle = d / "clients-ca.pem"
+    bundle.write_text(open(acme.ca_cert).read() + open(rogue.ca_cert).read())
+    tmap = tmp_path / "issuers"
+    tmap.write_text("CN=acme-ca acme\n")
+    cert, key = srv.issue("server", "gw", server=True)
+    tport = gwtest.free_port()
+    gw, port = start_gateway(procs, peer.port, "--mqtts-listen", f"127.0.0.1:{tport}",
+                             "--tls-cert", cert, "--tls-key", key, "--tls-ca", str(bundle),
+                             "--tls-client-cert", "required", "--acl-file", str(acl),
+                             "--tls-issuer-tenant-map", str(tmap))
+    dcert, dkey = acme.issue("dev1", "dev1")
+    ctx = client_context(srv.ca_cert, dcert, dkey)
+    t = TlsRawClient(tport, ctx)
+    assert t.connect("ti1") == (0, 0)
+    # tenant acme: `topic readwrite %t/common/#` (the ACL's tenant section)
+    t.send(R.subscribe(1, [("acme/common/#", 0), ("zeta/common/#", 0)]))
+    assert t.expect(R.SUBACK)[1][2:] == bytes([0x00, 0x80])
+    # a user name must be the identity or identity@tenant
+    assert TlsRawClient(tport, ctx).connect("ti2", username="dev1@acme") == (0, 0)
+    assert TlsRawClient(tport, ctx).connect("ti3", username="dev1") == (0, 0)
+    assert TlsRawClient(tport, ctx).connect("ti4", username="dev1@zeta")[1] == 5
+    # trusted by --tls-ca but not in the map: refused
+    rcert, rkey = rogue.issue("dev2", "dev2")
+    rctx = client_context(srv.ca_cert, rcert, rkey)
+    assert TlsRawClient(tport, rctx).connect("ti5")[1] == 5
+    assert "issuer not in --tls-issuer-tenant-map" in gw.log()
+    # map the second CA to acme too (a tenant with two CAs) and reload
+    tmap.write_text("CN=acme-ca acme\nCN=rogue-ca acme\n")
+    gw.signal(signal.SIGHUP)
+    gwtest.wait_until(lambda: "SIGHUP: reloaded issuer tenant map" in gw.log(), what="reload")
+    r = TlsRawClient(tport, rctx)
+    assert r.connect("ti6") == (0, 0)
+    r.send(R.subscribe(1, [("acme/common/x", 0), ("zeta/common/x", 0)]))
+    assert r.expect(R.SUBACK)[1][2:] == bytes([0x00, 0x80])
