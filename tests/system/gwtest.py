@@ -9,6 +9,7 @@ Environment:
   GW_BUILD_DIR   build directory holding the binaries (default: <repo>/build)
   GW_VALGRIND=1  run our daemons under valgrind --error-exitcode=99
 """
+import collections
 import os
 import signal
 import socket
@@ -34,11 +35,22 @@ def binary(*parts):
     return path
 
 
+_handed_out = collections.deque(maxlen=4096)
+
+
 def free_port():
-    """An ephemeral port that was free a moment ago on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """An ephemeral port that was free a moment ago on 127.0.0.1, and not
+    one this process handed out recently: the kernel may give the same
+    ephemeral port to two probes in a row, and a test that asks for two
+    ports (AMQP and HTTP) before starting the daemon would get one twice."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.append(port)
+            return port
+    raise RuntimeError("no fresh free port in 100 tries")
 
 
 def wait_until(predicate, timeout=10.0, interval=0.02, what="condition"):
