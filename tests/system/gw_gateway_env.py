@@ -60,3 +60,11 @@ def teardown_env(env):
         env.procs.stop_all()
     finally:
         env.peer.stop()
+
+
+def start_mqtts_gateway(procs, peer_port, cert, key, ca, *extra):
+    """A gateway with an MQTT TLS listener too: (gw, mqtt port, tls port)."""
+    tport = gwtest.free_port()
+    gw, port = start_gateway(procs, peer_port, "--mqtts-listen", f"127.0.0.1:{tport}",
+                             "--tls-cert", cert, "--tls-key", key, "--tls-ca", ca, *extra)
+    return gw, port, tport

@@ -9,7 +9,7 @@ import pytest
 import gwtest
 import gw_mqtt_raw as R
 from gw_amqp_peer import AmqpPeer
-from gw_gateway_env import start_gateway
+from gw_gateway_env import start_gateway, start_mqtts_gateway
 from gw_tls_certs import Pki, TlsRawClient, client_context
 
 ACL = """\
@@ -192,11 +192,9 @@ def test_certificate_identity(procs, peer, tmp_path, files):
     d.mkdir()
     pki = Pki(d)
     cert, key = pki.issue("server", "gw", server=True)
-    tport = gwtest.free_port()
-    gw, port = start_gateway(procs, peer.port, "--mqtts-listen", f"127.0.0.1:{tport}",
-                             "--tls-cert", cert, "--tls-key", key, "--tls-ca", pki.ca_cert,
-                             "--tls-client-cert", "optional", "--password-file", str(pw),
-                             "--acl-file", str(acl))
+    gw, port, tport = start_mqtts_gateway(procs, peer.port, cert, key, pki.ca_cert,
+                                          "--tls-client-cert", "optional",
+                                          "--password-file", str(pw), "--acl-file", str(acl))
     dcert, dkey = pki.issue("alice", "alice")
     ctx = client_context(pki.ca_cert, dcert, dkey)
     # no user name: the certificate's CN is the user (no password needed), ACL applies
@@ -285,11 +283,10 @@ def test_certificate_issuer_names_the_tenant(procs, peer, tmp_path, files):
     tmap = tmp_path / "issuers"
     tmap.write_text("CN=acme-ca acme\n")
     cert, key = srv.issue("server", "gw", server=True)
-    tport = gwtest.free_port()
-    gw, port = start_gateway(procs, peer.port, "--mqtts-listen", f"127.0.0.1:{tport}",
-                             "--tls-cert", cert, "--tls-key", key, "--tls-ca", str(bundle),
-                             "--tls-client-cert", "required", "--acl-file", str(acl),
-                             "--tls-issuer-tenant-map", str(tmap))
+    gw, port, tport = start_mqtts_gateway(procs, peer.port, cert, key, str(bundle),
+                                          "--tls-client-cert", "required",
+                                          "--acl-file", str(acl),
+                                          "--tls-issuer-tenant-map", str(tmap))
     dcert, dkey = acme.issue("dev1", "dev1")
     ctx = client_context(srv.ca_cert, dcert, dkey)
     t = TlsRawClient(tport, ctx)

@@ -12,7 +12,7 @@ import pytest
 import gwtest
 import gw_mqtt_raw as R
 from gw_amqp_peer import AmqpPeer
-from gw_gateway_env import start_gateway
+from gw_gateway_env import start_mqtts_gateway
 from gw_tls_certs import Pki, TlsRawClient, client_context
 
 
@@ -25,11 +25,7 @@ def pki(tmp_path):
 
 def start_tls_gateway(procs, peer, pki, *extra):
     cert, key = pki.issue("server", "gw-server-1", server=True)
-    tport = gwtest.free_port()
-    gw, port = start_gateway(procs, peer.port, "--mqtts-listen", f"127.0.0.1:{tport}",
-                             "--tls-cert", cert, "--tls-key", key, "--tls-ca", pki.ca_cert,
-                             *extra)
-    return gw, port, tport
+    return start_mqtts_gateway(procs, peer.port, cert, key, pki.ca_cert, *extra)
 
 
 def paho_client(cid, tport, pki, cert=None, key=None):

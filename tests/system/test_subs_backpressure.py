@@ -11,10 +11,8 @@ import struct
 import sys
 import time
 
-import pytest
-
 import gwtest
-from subs_peer import Client, GatewaySession, Service, clients  # noqa: F401 (clients: fixture)
+from subs_peer import GatewaySession, Service, clients  # noqa: F401 (clients: fixture)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BULK = os.path.join(HERE, "subs_bulk.py")
@@ -38,15 +36,26 @@ def seqs(msgs):
     return [struct.unpack(">Q", m["body"])[0] for m in msgs]
 
 
+def bp_service(procs, tmp_path, hwm, credit, stall):
+    """A subscription-service with a small online high watermark."""
+    return Service(procs, tmp_path, ["--online-high-watermark", str(hwm),
+                                     "--link-credit", str(credit),
+                                     "--backpressure-stall", stall]).start()
+
+
+def held_subscriber(c, cid, filt):
+    """A persistent session online with no credit: its queue can only grow."""
+    g = GatewaySession(c, cid)
+    assert g.list()[0] == "accepted"
+    assert g.subscribe({filt: 1})[0] == "accepted"
+    return g
+
+
 def test_slow_online_subscriber_backpressure_no_loss(procs, tmp_path, clients):
     hwm, credit, n = 100, 50, 4000
-    svc = Service(procs, tmp_path, ["--online-high-watermark", str(hwm),
-                                    "--link-credit", str(credit),
-                                    "--backpressure-stall", "60s"]).start()
+    svc = bp_service(procs, tmp_path, hwm, credit, "60s")
     c = clients(svc.port)
-    g = GatewaySession(c, "slow")
-    assert g.list()[0] == "accepted"
-    assert g.subscribe({"bp/#": 1})[0] == "accepted"
+    g = held_subscriber(c, "slow", "bp/#")
     # Online (L4 attached) but no credit yet: the queue can only grow.
     pub = bulk(procs, svc.port, "bp/x", n, every=10)
     # The publisher gets at most hwm + one credit window through, then waits.
@@ -89,13 +98,9 @@ def test_backpressure_holds_only_the_publishers_that_feed_the_slow_queue(procs, 
     feeds it gets no credit back, but a publisher whose messages go
     elsewhere (a fast subscriber, or nobody) keeps going."""
     hwm, credit, n = 100, 50, 3000
-    svc = Service(procs, tmp_path, ["--online-high-watermark", str(hwm),
-                                    "--link-credit", str(credit),
-                                    "--backpressure-stall", "60s"]).start()
+    svc = bp_service(procs, tmp_path, hwm, credit, "60s")
     c = clients(svc.port)
-    slow = GatewaySession(c, "slow")
-    assert slow.list()[0] == "accepted"
-    assert slow.subscribe({"bp/slow/#": 1})[0] == "accepted"
+    slow = held_subscriber(c, "slow", "bp/slow/#")
     fast = GatewaySession(c, "fast")
     assert fast.close() == "accepted"
     assert fast.subscribe({"bp/fast/#": 1})[0] == "accepted"
@@ -126,13 +131,9 @@ def test_stalled_backpressure_gives_credit_once_per_period(procs, tmp_path, clie
     publishes and its gateway waits for our credit) must not hold publishers
     forever: after --backpressure-stall one credit window goes through."""
     hwm, credit, n = 50, 20, 300
-    svc = Service(procs, tmp_path, ["--online-high-watermark", str(hwm),
-                                    "--link-credit", str(credit),
-                                    "--backpressure-stall", "100ms"]).start()
+    svc = bp_service(procs, tmp_path, hwm, credit, "100ms")
     c = clients(svc.port)
-    g = GatewaySession(c, "stuck")
-    assert g.list()[0] == "accepted"
-    assert g.subscribe({"st/#": 1})[0] == "accepted"
+    g = held_subscriber(c, "stuck", "st/#")
     pub = bulk(procs, svc.port, "st/x", n, every=10)
     gwtest.wait_until(lambda: not pub.alive(), timeout=60, what="publisher done")
     assert pub.stop() == 0
@@ -154,9 +155,7 @@ def test_offline_queue_long_drained_completely(procs, tmp_path, clients):
     n = drain_count()
     svc = Service(procs, tmp_path, ["--log-level", "info"]).start()
     c = clients(svc.port)
-    g = GatewaySession(c, "off")
-    assert g.list()[0] == "accepted"
-    assert g.subscribe({"off/#": 1})[0] == "accepted"
+    held_subscriber(c, "off", "off/#")
     c.stop(clean=True)  # offline, persistent (LIST seen, no CLOSE)
     t0 = time.monotonic()
     pub = bulk(procs, svc.port, "off/q", n)

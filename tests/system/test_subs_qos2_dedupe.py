@@ -31,6 +31,14 @@ def subscriber(c, cid="sub"):
     return g
 
 
+def stack(procs, tmp_path, clients):
+    """The service, a client with a clean-session subscriber to d/#, and a
+    second client playing gateway A."""
+    svc = start_with_http(procs, tmp_path)
+    sc = clients(svc.port)
+    return svc, sc, subscriber(sc), clients(svc.port)
+
+
 def take(c, msg, name):
     """A gateway's L7 (rcv-settle second): the SS accepts and holds it."""
     tx = c.sender(None, name=name, rcv_second=True)
@@ -61,10 +69,7 @@ def qos2_rows(svc):
 
 
 def test_resend_on_another_link_is_not_published_twice(procs, tmp_path, clients):
-    svc = start_with_http(procs, tmp_path)
-    sc = clients(svc.port)
-    g = subscriber(sc)
-    gw_a = clients(svc.port)
+    svc, sc, g, gw_a = stack(procs, tmp_path, clients)
     take(gw_a, q2msg("d/a", b"once", 7, "dev1"), "L7-a")
     g.wait_msgs(1)
     assert qos2_rows(svc) == [("dev1", 7)]
@@ -86,10 +91,7 @@ def test_resend_on_another_link_is_not_published_twice(procs, tmp_path, clients)
 
 
 def test_not_a_resend_is_published(procs, tmp_path, clients):
-    svc = start_with_http(procs, tmp_path)
-    sc = clients(svc.port)
-    g = subscriber(sc)
-    gw_a = clients(svc.port)
+    svc, sc, g, gw_a = stack(procs, tmp_path, clients)
     take(gw_a, q2msg("d/x", b"one", 9, "dev2"), "L7-a")
     gw_a.stop(clean=False)
     gw_b = clients(svc.port)
@@ -138,10 +140,7 @@ def test_record_survives_restart(procs, tmp_path, clients):
 
 
 def test_clean_session_forgets_the_publisher(procs, tmp_path, clients):
-    svc = start_with_http(procs, tmp_path)
-    sc = clients(svc.port)
-    g = subscriber(sc)
-    gw_a = clients(svc.port)
+    svc, sc, g, gw_a = stack(procs, tmp_path, clients)
     take(gw_a, q2msg("d/c", b"c1", 1, "dev5"), "L7-a1")
     take(gw_a, q2msg("d/c", b"c2", 2, "dev5"), "L7-a2")
     take(gw_a, q2msg("d/c", b"o", 1, "other"), "L7-a3")
